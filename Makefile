@@ -1,0 +1,39 @@
+# Ferry: `make run` starts everything on the embedded default; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+# The embedded default is a local, single-user setup: debug on, a development key.
+export DJANGO_DEBUG ?= true
+
+.PHONY: run test bench setup migrate demo diagrams lint clean
+
+run: setup migrate demo ## Set up and start web, worker and scheduler on http://127.0.0.1:8000
+	$(PY) manage.py runferry
+
+test: setup ## Set up and run the whole test suite
+	$(BIN)/pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ensure_admin
+
+demo: setup
+	$(PY) manage.py seed_demo
+
+diagrams: setup ## Regenerate README's state diagrams from importer/states.py
+	$(PY) manage.py readme_diagrams
+
+clean: ## Remove the virtualenv and everything under var/ (the demo data and database)
+	rm -rf $(VENV) var staticfiles .pytest_cache

@@ -1,0 +1,188 @@
+"""Ferry settings: one file, every knob an environment variable (documented in README)."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    file_path = os.environ.get(f"{name}_FILE")
+    if file_path:  # Docker and Kubernetes secrets arrive as files
+        return Path(file_path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return env_str(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env_str(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+
+VAR_DIR = Path(env_str("FERRY_VAR_DIR", str(BASE_DIR / "var")))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "importer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url: str) -> dict:
+    config = dj_database_url.parse(url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # The web server, the worker and the scheduler share one file: WAL lets readers
+        # run beside the writer, and IMMEDIATE takes the write lock up front so two
+        # writers queue on the busy timeout instead of failing to upgrade a read lock.
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
+        # A file, not memory, so a real worker process can share the test database.
+        config["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    return config
+
+
+DATABASES = {
+    "default": _database(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'ferry.sqlite3'}"))
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TZ", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("FERRY_LOG_LEVEL", "INFO")},
+}
+
+# --- Ferry -------------------------------------------------------------------------------
+# Folders a `directory` remote system may point into; nothing outside them is ever read.
+FERRY_SOURCE_ROOTS = [
+    Path(p) for p in env_list("FERRY_SOURCE_ROOTS", str(VAR_DIR / "sources"))
+]
+# Where destination volumes (sparse files) are created.
+FERRY_POOL_DIR = Path(env_str("FERRY_POOL_DIR", str(VAR_DIR / "pool")))
+# How many imports may hold a slot (set up and not yet finished) at once.
+FERRY_MAX_ACTIVE_IMPORTS = env_int("FERRY_MAX_ACTIVE_IMPORTS", 8)
+
+# --- Celery ------------------------------------------------------------------------------
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL") or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport needs no server: the embedded default.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+    for _folder in ("queue", "control"):  # the transport needs them before any message
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+else:
+    # Every copy slice is far shorter than this, so Redis never redelivers a live task.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    "scheduler-tick": {
+        "task": "importer.tasks.scheduler_tick_task",
+        "schedule": float(env_int("FERRY_TICK_SECONDS", 5)),
+    },
+}
+
+# --- The data mover ----------------------------------------------------------------------
+MiB = 1024 * 1024
+FERRY_CHUNK_BYTES = env_int("FERRY_CHUNK_BYTES", 8 * MiB)
+FERRY_CHECKPOINT_BYTES = env_int("FERRY_CHECKPOINT_BYTES", 128 * MiB)
+FERRY_CHECKPOINT_SECONDS = float(env_str("FERRY_CHECKPOINT_SECONDS", "1.0"))
+FERRY_COPY_SLICE_SECONDS = float(env_str("FERRY_COPY_SLICE_SECONDS", "20"))
+FERRY_LEASE_SECONDS = env_int("FERRY_LEASE_SECONDS", 15)
+FERRY_VERIFY_CHECKSUMS = env_bool("FERRY_VERIFY_CHECKSUMS", True)
+# Bytes per second shared by all copies; 0 means no global limit.
+FERRY_GLOBAL_BANDWIDTH = env_int("FERRY_GLOBAL_BANDWIDTH", 0)

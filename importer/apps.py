@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class ImporterConfig(AppConfig):
+    name = "importer"
+    verbose_name = "Imports"
+
+    def ready(self):
+        from importer.roles import sync_roles
+
+        post_migrate.connect(sync_roles, sender=self)

@@ -1,0 +1,235 @@
+"""Runs the mover for one import session: the lease, checkpoints, progress and verification.
+
+It writes progress and checkpoints, never state: importer.services moves the session on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from importer.drivers import get_driver
+from importer.errors import FerryError, SourceError
+from importer.models import CopiedExtent, ImportSession
+from importer.mover.copier import Checkpoint, CopyError, CopyPlan, copy_range, first_mismatch
+from importer.mover.extents import missing_ranges
+from importer.mover.throttle import TokenBucket
+from importer.states import State
+
+STOP_CHECK_SECONDS = 0.2  # how often the copier re-reads the state: pause within 1 s
+
+
+class VerificationFailed(FerryError):
+    code = "verification_failed"
+
+
+class LeaseBusy(Exception):
+    """Another worker holds this session's copy."""
+
+
+def new_lease_id() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def copy_plan() -> CopyPlan:
+    return CopyPlan(chunk_size=settings.FERRY_CHUNK_BYTES,
+                    checkpoint_bytes=settings.FERRY_CHECKPOINT_BYTES,
+                    checkpoint_seconds=settings.FERRY_CHECKPOINT_SECONDS,
+                    checksums=settings.FERRY_VERIFY_CHECKSUMS)
+
+
+def acquire_lease(session_id: int, lease_id: str, handoff: str | None) -> bool:
+    """Take the copy's lease: free, expired, or handed over by the previous slice."""
+    now = timezone.now()
+    claimable = Q(lease_owner="") | Q(lease_expires_at__lt=now)
+    if handoff:
+        claimable |= Q(lease_owner=handoff)
+    return ImportSession.objects.filter(claimable, pk=session_id,
+                                        state=State.COPY_IN_PROGRESS).update(
+        lease_owner=lease_id, lease_expires_at=now + _lease()) == 1
+
+
+def release_lease(session_id: int, lease_id: str, *, keep_for_handoff: bool) -> None:
+    """Release the lease, or keep it through the hand-off to the next slice."""
+    fields = ({"lease_expires_at": timezone.now() + _lease()} if keep_for_handoff
+              else {"lease_owner": "", "lease_expires_at": None})
+    ImportSession.objects.filter(pk=session_id, lease_owner=lease_id).update(**fields)
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.FERRY_LEASE_SECONDS)
+
+
+def copy_slice(session: ImportSession, lease_id: str) -> str:
+    """Copy for up to one slice. Returns "finished", "slice_done" or why it stopped.
+
+    Raises SourceError naming the volume, the offset and the cause when the copy fails.
+    """
+    driver = get_driver(session.remote_system)
+    identifier = session.source_volume.identifier
+    copied = list(session.copied_extents.values_list("start", "end"))
+    gaps = missing_ranges(copied, session.total_bytes)
+    if not gaps:
+        return "finished"
+    progress = _Progress(session, lease_id, driver, identifier)
+    deadline = time.monotonic() + settings.FERRY_COPY_SLICE_SECONDS
+    with driver.open_for_read(identifier) as source:
+        destination = _open_destination(session)
+        try:
+            for start, end in gaps:
+                outcome = copy_range(
+                    source.fileno(), destination, start, end, plan=copy_plan(),
+                    should_stop=progress.should_stop, on_checkpoint=progress.save,
+                    throttle=progress.throttle, deadline=deadline)
+                if not outcome.finished:
+                    return outcome.stopped_because
+        except CopyError as error:
+            raise SourceError(error.kind, f"Copy of {session.source_volume.name} failed at "
+                              f"offset {error.offset}: {error.cause}.",
+                              volume=session.source_volume.name, offset=error.offset,
+                              cause=error.cause) from error
+        finally:
+            os.close(destination)
+    return "finished"
+
+
+def _open_destination(session: ImportSession) -> int:
+    volume = session.destination_volume
+    try:
+        return os.open(volume.location, os.O_WRONLY)
+    except OSError as error:
+        raise SourceError("destination_missing", f"Cannot open destination {volume.location}: "
+                          f"{error.strerror}.", path=volume.location) from error
+
+
+class _Progress:
+    """The copy's link to the database: stop checks, checkpoints and rates."""
+
+    def __init__(self, session, lease_id, driver, identifier):
+        self.session, self.lease_id = session, lease_id
+        self.driver, self.identifier = driver, identifier
+        self.copied = sum(e - s for s, e in session.copied_extents.values_list("start", "end"))
+        self.copy_seconds = session.copy_seconds
+        self.last_time, self.last_check = time.monotonic(), 0.0
+        self.throttle = _throttle_for(session)
+
+    def should_stop(self) -> str | None:
+        now = time.monotonic()
+        if now - self.last_check < STOP_CHECK_SECONDS:
+            return None
+        self.last_check = now
+        row = (ImportSession.objects.filter(pk=self.session.pk)
+               .values("state", "lease_owner").first())
+        if row is None:
+            return "deleted"
+        if row["state"] != State.COPY_IN_PROGRESS:
+            return row["state"]  # paused or cancelled: the operator asked us to stop
+        if row["lease_owner"] != self.lease_id:
+            return "lease_lost"
+        return None
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        self._check_source(checkpoint.end)
+        now = time.monotonic()
+        elapsed, self.last_time = max(now - self.last_time, 1e-6), now
+        length = checkpoint.end - checkpoint.start
+        self.copied += length
+        self.copy_seconds += elapsed
+        with transaction.atomic():
+            mine = ImportSession.objects.filter(pk=self.session.pk, lease_owner=self.lease_id,
+                                                state=State.COPY_IN_PROGRESS)
+            if not mine.update(**self._progress_fields(length / elapsed)):
+                return  # paused, cancelled or taken over: this checkpoint is not ours to keep
+            CopiedExtent.objects.create(session_id=self.session.pk, start=checkpoint.start,
+                                        end=checkpoint.end, chunk_size=checkpoint.chunk_size,
+                                        digests=checkpoint.digests)
+            _update_group_progress(self.session.parent_session_id)
+
+    def _progress_fields(self, current_rate: float) -> dict:
+        total = max(self.session.total_bytes, 1)
+        remaining = max(self.session.total_bytes - self.copied, 0)
+        eta = (timezone.now() + timedelta(seconds=remaining / current_rate)
+               if current_rate > 0 else None)
+        return {"copied_bytes": self.copied,
+                "progress_percentage": min(100, self.copied * 100 // total),
+                "current_transfer_rate": int(current_rate),
+                "average_transfer_rate": int(self.copied / max(self.copy_seconds, 1e-6)),
+                "estimated_completion_timestamp": eta, "copy_seconds": self.copy_seconds,
+                "lease_expires_at": timezone.now() + _lease(),
+                "last_update_timestamp": timezone.now()}
+
+    def _check_source(self, offset: int) -> None:
+        """A source that shrank or vanished stops the copy, even with our fd still open."""
+        size = self.driver.size(self.identifier)
+        if size != self.session.total_bytes:
+            raise CopyError("source_truncated", offset,
+                            f"the source is now {size} bytes, not {self.session.total_bytes}")
+
+
+def _throttle_for(session: ImportSession) -> TokenBucket | None:
+    limits = [limit for limit in (session.throttle_bytes_per_second,
+                                  _global_share()) if limit]
+    return TokenBucket(min(limits)) if limits else None
+
+
+def _global_share() -> int | None:
+    """The global limit, shared evenly by the copies running now."""
+    limit = settings.FERRY_GLOBAL_BANDWIDTH
+    if not limit:
+        return None
+    running = ImportSession.objects.filter(state=State.COPY_IN_PROGRESS).count()
+    return max(limit // max(running, 1), 1)
+
+
+def _update_group_progress(group_id: int | None) -> None:
+    if group_id is None:
+        return
+    totals = ImportSession.objects.filter(parent_session_id=group_id).aggregate(
+        copied=Sum("copied_bytes"), total=Sum("total_bytes"))
+    copied, total = totals["copied"] or 0, max(totals["total"] or 0, 1)
+    ImportSession.objects.filter(pk=group_id).update(
+        copied_bytes=copied, progress_percentage=min(100, copied * 100 // total))
+
+
+def wait_for_copy_to_stop(session: ImportSession) -> None:
+    """Before a rollback removes the destination, let a running copy notice and let go."""
+    deadline = time.monotonic() + settings.FERRY_LEASE_SECONDS + 5
+    while time.monotonic() < deadline:
+        row = ImportSession.objects.filter(pk=session.pk).values(
+            "lease_owner", "lease_expires_at").first()
+        if not row or not row["lease_owner"] or row["lease_expires_at"] < timezone.now():
+            return
+        time.sleep(0.1)
+
+
+def verify_destination(session: ImportSession) -> None:
+    """Before cutover: every range copied, and the destination matches its checksums."""
+    extents = list(session.copied_extents.order_by("start"))
+    gaps = missing_ranges([(e.start, e.end) for e in extents], session.total_bytes)
+    if gaps:
+        raise VerificationFailed(
+            f"{session.name}: {sum(e - s for s, e in gaps)} bytes were never copied "
+            f"(first gap at offset {gaps[0][0]}).", offset=gaps[0][0])
+    location = session.destination_volume.location
+    fd = os.open(location, os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size != session.total_bytes:
+            raise VerificationFailed(f"{location} is not {session.total_bytes} bytes long.",
+                                     path=location)
+        for extent in extents:
+            checkpoint = Checkpoint(extent.start, extent.end, extent.chunk_size,
+                                    extent.digests)
+            offset = first_mismatch(fd, checkpoint)
+            if offset is not None:
+                raise VerificationFailed(
+                    f"{session.name}: the destination differs from what was copied at "
+                    f"offset {offset}.", offset=offset, path=location)
+    finally:
+        os.close(fd)

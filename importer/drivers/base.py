@@ -1,0 +1,55 @@
+"""The small interface every remote-system driver implements. No Django here."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+
+@dataclass(frozen=True)
+class DiscoveredVolume:
+    identifier: str  # stable across discoveries
+    name: str
+    size: int
+    group_identifier: str | None = None
+    readable: bool = True
+    reason: str = ""  # why it is not readable
+
+
+@dataclass(frozen=True)
+class DiscoveredGroup:
+    identifier: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    volumes: list[DiscoveredVolume] = field(default_factory=list)
+    groups: list[DiscoveredGroup] = field(default_factory=list)
+
+
+class SourceDriver(ABC):
+    """Reads one remote system. Raises ``importer.errors.SourceError`` with a stable code."""
+
+    @classmethod
+    @abstractmethod
+    def validate_settings(cls, settings: dict, roots) -> dict:
+        """Return the settings normalised, or raise SourceError naming what is wrong."""
+
+    @abstractmethod
+    def discover(self) -> Discovery: ...
+
+    @abstractmethod
+    def open_for_read(self, identifier: str) -> BinaryIO:
+        """An unbuffered binary file object positioned at offset 0."""
+
+    @abstractmethod
+    def size(self, identifier: str) -> int: ...
+
+    @abstractmethod
+    def revoke_host_access(self, identifier: str) -> dict:
+        """Stop hosts writing to the source; return what restore_host_access needs."""
+
+    @abstractmethod
+    def restore_host_access(self, identifier: str, backup: dict) -> None: ...

@@ -1,0 +1,347 @@
+"""Ferry's data: remote systems and what they hold, destinations, import sessions, events.
+
+Data only, plus small derived properties. State is written by ``importer.services`` alone.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from importer import states
+
+STATE_CHOICES = [(info.value.value, info.label) for info in states.STATES.values()]
+
+
+class DriverType(models.TextChoices):
+    DIRECTORY = "directory", "Directory"
+
+
+class SystemStatus(models.TextChoices):
+    UNKNOWN = "Unknown", "Unknown"
+    OK = "OK", "OK"
+    UNREACHABLE = "Unreachable", "Unreachable"
+
+
+class ImportableCriteria(models.TextChoices):
+    """PowerStore's names for whether a source can be imported now."""
+
+    READY = "Ready_For_Agentless_Import", "Ready For Agentless Import"
+    IN_PROGRESS = "In_Progress", "Import In Progress"
+    IMPORTED = "Imported", "Imported"
+    OFFLINE = "Source_Volume_Offline", "Source Volume Offline"
+
+
+class RemoteSystem(models.Model):
+    name = models.CharField(max_length=128, unique=True)
+    description = models.TextField(blank=True)
+    driver_type = models.CharField(max_length=32, choices=DriverType.choices,
+                                   default=DriverType.DIRECTORY)
+    driver_settings = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=SystemStatus.choices,
+                              default=SystemStatus.UNKNOWN)
+    status_message = models.CharField(max_length=500, blank=True)
+    last_discovery_timestamp = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class SourceGroup(models.Model):
+    """A consistency group on a remote system: its volumes move and cut over together."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    remote_system = models.ForeignKey(RemoteSystem, on_delete=models.CASCADE,
+                                      related_name="source_groups")
+    identifier = models.CharField(max_length=500)
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField(default=0)
+    importable_criteria = models.CharField(max_length=32, choices=ImportableCriteria.choices,
+                                           default=ImportableCriteria.READY)
+    importable_reason = models.CharField(max_length=500, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["remote_system", "name"]
+        constraints = [models.UniqueConstraint(fields=["remote_system", "identifier"],
+                                               name="unique_source_group_identifier")]
+
+    def __str__(self):
+        return f"{self.remote_system}:{self.name}"
+
+
+class SourceVolume(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    remote_system = models.ForeignKey(RemoteSystem, on_delete=models.CASCADE,
+                                      related_name="source_volumes")
+    group = models.ForeignKey(SourceGroup, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="volumes")
+    identifier = models.CharField(max_length=500)
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField(default=0)
+    importable_criteria = models.CharField(max_length=32, choices=ImportableCriteria.choices,
+                                           default=ImportableCriteria.READY)
+    importable_reason = models.CharField(max_length=500, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["remote_system", "identifier"]
+        constraints = [models.UniqueConstraint(fields=["remote_system", "identifier"],
+                                               name="unique_source_volume_identifier")]
+
+    def __str__(self):
+        return f"{self.remote_system}:{self.identifier}"
+
+
+class HostOsType(models.TextChoices):
+    LINUX = "Linux", "Linux"
+    WINDOWS = "Windows", "Windows"
+    ESXI = "ESXi", "ESXi"
+    AIX = "AIX", "AIX"
+    HP_UX = "HP-UX", "HP-UX"
+    SOLARIS = "Solaris", "Solaris"
+
+
+class Host(models.Model):
+    name = models.CharField(max_length=128, unique=True)
+    description = models.TextField(blank=True)
+    os_type = models.CharField(max_length=16, choices=HostOsType.choices,
+                               default=HostOsType.LINUX)
+    initiators = models.JSONField(default=list, blank=True,
+                                  help_text="Initiator port names (IQN or WWN).")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class VolumeGroup(models.Model):
+    """The destination of a consistency group import."""
+
+    name = models.CharField(max_length=255, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Volume(models.Model):
+    """A destination volume: a sparse file in Ferry's pool."""
+
+    name = models.CharField(max_length=255, unique=True)
+    size = models.BigIntegerField()
+    location = models.CharField(max_length=1000, help_text="Path of the file in the pool.")
+    is_read_only = models.BooleanField(default=True)
+    volume_group = models.ForeignKey(VolumeGroup, on_delete=models.SET_NULL, null=True,
+                                     blank=True, related_name="volumes")
+    hosts = models.ManyToManyField(Host, through="HostVolumeMapping", related_name="volumes",
+                                   blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_enabled(self) -> bool:
+        return not self.is_read_only
+
+
+class HostVolumeMapping(models.Model):
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="mappings")
+    volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="mappings")
+    logical_unit_number = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "volume"],
+                                               name="unique_host_volume_mapping")]
+
+    def __str__(self):
+        return f"{self.host} → {self.volume}"
+
+
+class SessionType(models.TextChoices):
+    AGENTLESS = "Agentless", "Agentless"
+
+
+class DestinationType(models.TextChoices):
+    VOLUME = "volume", "Volume"
+    VOLUME_GROUP = "volume_group", "Volume group"
+
+
+class ImportSession(models.Model):
+    name = models.CharField(max_length=255, unique=True)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=16, choices=SessionType.choices,
+                            default=SessionType.AGENTLESS)
+    remote_system = models.ForeignKey(RemoteSystem, on_delete=models.PROTECT,
+                                      related_name="import_sessions")
+    source_volume = models.ForeignKey(SourceVolume, on_delete=models.PROTECT, null=True,
+                                      blank=True, related_name="import_sessions")
+    source_group = models.ForeignKey(SourceGroup, on_delete=models.PROTECT, null=True,
+                                     blank=True, related_name="import_sessions")
+    destination_volume = models.ForeignKey(Volume, on_delete=models.SET_NULL, null=True,
+                                           blank=True, related_name="import_sessions")
+    destination_volume_group = models.ForeignKey(VolumeGroup, on_delete=models.SET_NULL,
+                                                 null=True, blank=True,
+                                                 related_name="import_sessions")
+    destination_resource_type = models.CharField(max_length=16,
+                                                 choices=DestinationType.choices)
+    parent_session = models.ForeignKey("self", on_delete=models.CASCADE, null=True,
+                                       blank=True, related_name="members")
+    hosts = models.ManyToManyField(Host, blank=True, related_name="import_sessions")
+
+    state = models.CharField(max_length=32, choices=STATE_CHOICES, db_index=True)
+    progress_percentage = models.PositiveSmallIntegerField(default=0)
+    copied_bytes = models.BigIntegerField(default=0)
+    total_bytes = models.BigIntegerField(default=0)
+    average_transfer_rate = models.BigIntegerField(default=0, help_text="Bytes per second.")
+    current_transfer_rate = models.BigIntegerField(default=0, help_text="Bytes per second.")
+    estimated_completion_timestamp = models.DateTimeField(null=True, blank=True)
+    automatic_cutover = models.BooleanField(default=False)
+    scheduled_timestamp = models.DateTimeField(null=True, blank=True)
+    throttle_bytes_per_second = models.BigIntegerField(null=True, blank=True)
+    force_cancel = models.BooleanField(default=False)
+    # When the scheduler gave this session an import slot (None while it waits).
+    admitted_timestamp = models.DateTimeField(null=True, blank=True)
+    # What revoking the source's host access changed, so cancel can put it back.
+    source_access_backup = models.JSONField(null=True, blank=True)
+    # The copy's lease: a worker copies only while it holds it (see importer.copying).
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    copy_seconds = models.FloatField(default=0, help_text="Time spent copying so far.")
+
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    error_arguments = models.JSONField(default=dict, blank=True)
+
+    created = models.DateTimeField(auto_now_add=True)
+    last_update_timestamp = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(source_volume__isnull=False, source_group__isnull=True)
+                           | Q(source_volume__isnull=True, source_group__isnull=False)),
+                name="session_has_exactly_one_source",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "created"], name="session_state_created")]
+        permissions = [
+            ("operate_importsession", "Can run actions on import sessions"),
+            ("force_cancel_importsession", "Can force-cancel import sessions"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_group(self) -> bool:
+        return self.source_group_id is not None
+
+    @property
+    def is_member(self) -> bool:
+        return self.parent_session_id is not None
+
+    @property
+    def kind(self) -> str:
+        return states.GROUP if self.is_group else states.VOLUME
+
+    @property
+    def state_info(self) -> states.StateInfo:
+        return states.info(self.state)
+
+    @property
+    def allowed_actions(self) -> frozenset[str]:
+        """Member sessions act only through their group (spec, *ours*)."""
+        if self.is_member:
+            return frozenset()
+        return states.allowed_actions(self.kind, self.state)
+
+    @property
+    def source_resource(self):
+        return self.source_group if self.is_group else self.source_volume
+
+    @property
+    def destination_resource(self):
+        return self.destination_volume_group if self.is_group else self.destination_volume
+
+    @property
+    def error(self) -> dict | None:
+        if not self.error_code:
+            return None
+        return {"code": self.error_code, "message": self.error_message,
+                "arguments": self.error_arguments}
+
+
+class CopiedExtent(models.Model):
+    """A checkpoint: [start, end) reached the destination's disk, with its chunk digests.
+
+    Written only after the destination was flushed (fdatasync), so a crash never records a
+    range that is not on disk. ``digests`` has one sha256 per ``chunk_size`` chunk of the
+    range, or "" for a chunk that is all zeros (written as a hole).
+    """
+
+    session = models.ForeignKey(ImportSession, on_delete=models.CASCADE,
+                                related_name="copied_extents")
+    start = models.BigIntegerField()
+    end = models.BigIntegerField()
+    chunk_size = models.PositiveIntegerField()
+    digests = models.JSONField(default=list)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "start"]
+        constraints = [models.UniqueConstraint(fields=["session", "start"],
+                                               name="unique_copied_extent_start")]
+
+    def __str__(self):
+        return f"{self.session_id}: [{self.start}, {self.end})"
+
+
+class EventOutcome(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REFUSED = "refused", "Refused"
+
+
+class ImportEvent(models.Model):
+    """The audit trail. It keeps the session's name, so it outlives the session."""
+
+    session = models.ForeignKey(ImportSession, on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="events")
+    session_name = models.CharField(max_length=255, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                              null=True, blank=True, related_name="import_events")
+    actor_name = models.CharField(max_length=150, help_text='A username or "system".')
+    action = models.CharField(max_length=64)
+    from_state = models.CharField(max_length=32, blank=True)
+    to_state = models.CharField(max_length=32, blank=True)
+    timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=EventOutcome.choices,
+                               default=EventOutcome.SUCCEEDED)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+
+    def __str__(self):
+        return f"{self.session_name}: {self.action} {self.from_state}→{self.to_state}"

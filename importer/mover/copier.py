@@ -1,0 +1,231 @@
+"""The copy loop: aligned chunks, one pair of reused buffers, checksums in a thread.
+
+A checkpoint is reported only after the destination is flushed with fdatasync, so the
+recorded map never claims a range that did not reach the disk (ddrescue's rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from importer.mover.extents import data_segments
+from importer.mover.throttle import TokenBucket
+
+MiB = 1024 * 1024
+ZERO_DIGEST = ""  # a chunk that is all zeros: written as a hole, never hashed
+NOT_HASHED = None  # copied with checksums off: verification skips it
+
+
+@dataclass
+class Checkpoint:
+    start: int
+    end: int
+    chunk_size: int
+    digests: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CopyOutcome:
+    position: int  # everything before it is on disk and checkpointed
+    finished: bool
+    stopped_because: str | None = None
+
+
+class CopyError(Exception):
+    """The copy cannot go on. ``kind`` is a stable code; ``offset`` where it happened."""
+
+    def __init__(self, kind: str, offset: int, cause: str):
+        super().__init__(f"{cause} at offset {offset}")
+        self.kind, self.offset, self.cause = kind, offset, cause
+
+
+@dataclass
+class CopyPlan:
+    chunk_size: int = 8 * MiB
+    checkpoint_bytes: int = 128 * MiB
+    checkpoint_seconds: float = 1.0
+    checksums: bool = True
+
+
+_ZEROS: dict[int, bytes] = {}
+
+
+def _zeros(size: int) -> bytes:
+    if size not in _ZEROS:
+        _ZEROS[size] = bytes(size)
+    return _ZEROS[size]
+
+
+def _sha256(view) -> str:
+    return hashlib.sha256(view).hexdigest()  # releases the GIL: runs beside the copy
+
+
+class _Copy:
+    def __init__(self, src: int, dst: int, plan: CopyPlan, should_stop, on_checkpoint,
+                 throttle: TokenBucket | None, deadline: float | None):
+        self.src, self.dst, self.plan = src, dst, plan
+        self.should_stop, self.on_checkpoint = should_stop, on_checkpoint
+        self.throttle, self.deadline = throttle, deadline
+        size = plan.chunk_size
+        self.buffers = [bytearray(size), bytearray(size)]
+        self.busy: list[Future | None] = [None, None]  # a buffer is hashed before reuse
+        self.pending: list[Future | str] = []
+        self.hasher = ThreadPoolExecutor(1, "ferry-hash") if plan.checksums else None
+
+    def run(self, start: int, end: int) -> CopyOutcome:
+        segment_start = position = start
+        last_checkpoint = time.monotonic()
+        try:
+            while position < end:
+                reason = self.should_stop()
+                if reason:
+                    self._checkpoint(segment_start, position)
+                    return CopyOutcome(position, False, reason)
+                position = self._copy_chunk(position, min(position + self.plan.chunk_size, end))
+                reason = self._wait_for_throttle(position - segment_start)
+                due = (position - segment_start >= self.plan.checkpoint_bytes
+                       or time.monotonic() - last_checkpoint >= self.plan.checkpoint_seconds)
+                if due or reason or position >= end or self._past_deadline():
+                    self._checkpoint(segment_start, position)
+                    segment_start, last_checkpoint = position, time.monotonic()
+                    if reason:
+                        return CopyOutcome(position, False, reason)
+                    if self._past_deadline() and position < end:
+                        return CopyOutcome(position, False, "slice_done")
+            return CopyOutcome(position, True)
+        finally:
+            if self.hasher:
+                self.hasher.shutdown(wait=True)
+
+    def _copy_chunk(self, offset: int, chunk_end: int) -> int:
+        size = chunk_end - offset
+        segments = self._segments(offset, chunk_end)
+        if not segments:
+            self.pending.append(ZERO_DIGEST)
+            return chunk_end
+        index = (offset // self.plan.chunk_size) % 2
+        if self.busy[index] is not None:
+            self.busy[index].result()
+        buffer = self.buffers[index]
+        view = memoryview(buffer)[:size]
+        if segments != [(offset, chunk_end)]:
+            view[:] = _zeros(size)  # holes inside the chunk read as zeros
+        for seg_start, seg_end in segments:
+            self._read(view[seg_start - offset:seg_end - offset], seg_start)
+        # Compare bytes, not a memoryview: the spec measured that 30 times faster.
+        if (buffer if size == len(buffer) else bytes(view)) == _zeros(size):
+            self.pending.append(ZERO_DIGEST)
+            return chunk_end
+        for seg_start, seg_end in segments:
+            self._write(view[seg_start - offset:seg_end - offset], seg_start)
+        if self.hasher:
+            future = self.hasher.submit(_sha256, view)
+            self.busy[index] = future
+            self.pending.append(future)
+        else:
+            self.pending.append(NOT_HASHED)
+        return chunk_end
+
+    def _segments(self, start: int, end: int) -> list[tuple[int, int]]:
+        try:
+            return list(data_segments(self.src, start, end))
+        except OSError as error:
+            raise CopyError("source_read_error", start, error.strerror or str(error)) from error
+
+    def _read(self, view, offset: int) -> None:
+        done = 0
+        while done < len(view):
+            try:
+                count = os.preadv(self.src, [view[done:]], offset + done)
+            except OSError as error:
+                raise CopyError("source_read_error", offset + done,
+                                error.strerror or str(error)) from error
+            if count == 0:
+                raise CopyError("source_truncated", offset + done,
+                                "the source ended before its recorded size")
+            done += count
+
+    def _write(self, view, offset: int) -> None:
+        done = 0
+        while done < len(view):
+            try:
+                done += os.pwrite(self.dst, view[done:], offset + done)
+            except OSError as error:
+                raise CopyError(_write_kind(error), offset + done,
+                                error.strerror or str(error)) from error
+
+    def _wait_for_throttle(self, pending_bytes: int) -> str | None:
+        if self.throttle is None:
+            return None
+        wait = self.throttle.delay_for(self.plan.chunk_size)
+        until = time.monotonic() + wait
+        while time.monotonic() < until:  # short naps, so a pause is still seen within 1 s
+            time.sleep(min(0.1, until - time.monotonic()))
+            reason = self.should_stop()
+            if reason:
+                return reason
+        return None
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _checkpoint(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        try:
+            os.fdatasync(self.dst)
+        except OSError as error:
+            raise CopyError(_write_kind(error), start, error.strerror or str(error)) from error
+        digests = [item.result() if isinstance(item, Future) else item
+                   for item in self.pending]
+        self.pending = []
+        self.on_checkpoint(Checkpoint(start, end, self.plan.chunk_size, digests))
+
+
+def _write_kind(error: OSError) -> str:
+    import errno
+
+    return "destination_full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else \
+        "destination_write_error"
+
+
+def copy_range(src: int, dst: int, start: int, end: int, *, plan: CopyPlan,
+               should_stop: Callable[[], str | None] = lambda: None,
+               on_checkpoint: Callable[[Checkpoint], None] = lambda checkpoint: None,
+               throttle: TokenBucket | None = None,
+               deadline: float | None = None) -> CopyOutcome:
+    """Copy [start, end) of ``src`` to the same offsets of ``dst`` (both raw fds).
+
+    ``start`` is a multiple of the chunk size. ``should_stop`` is asked between chunks and
+    returns a reason to stop or None. Stops at ``deadline`` (monotonic) with "slice_done".
+    """
+    if start % plan.chunk_size:
+        raise ValueError("a copy starts on a chunk boundary")
+    return _Copy(src, dst, plan, should_stop, on_checkpoint, throttle, deadline).run(start, end)
+
+
+def first_mismatch(dst: int, checkpoint: Checkpoint) -> int | None:
+    """Re-read a checkpointed range of the destination; the first chunk that differs."""
+    buffer = bytearray(checkpoint.chunk_size)
+    for index, expected in enumerate(checkpoint.digests):
+        if expected is NOT_HASHED:
+            continue
+        offset = checkpoint.start + index * checkpoint.chunk_size
+        size = min(checkpoint.chunk_size, checkpoint.end - offset)
+        view = memoryview(buffer)[:size]
+        if expected == ZERO_DIGEST and not list(data_segments(dst, offset, offset + size)):
+            continue
+        count = os.preadv(dst, [view], offset)
+        if count != size:
+            return offset
+        actual = bytes(view) == _zeros(size) if expected == ZERO_DIGEST else None
+        if expected == ZERO_DIGEST and not actual:
+            return offset
+        if expected != ZERO_DIGEST and _sha256(view) != expected:
+            return offset
+    return None

@@ -1,0 +1,46 @@
+"""Thin Celery tasks: each takes an id and calls one service. Safe to run twice."""
+
+from celery import shared_task
+
+from importer import services
+
+_RELIABLE = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+@shared_task(**_RELIABLE)
+def scheduler_tick_task():
+    return services.scheduler_tick()
+
+
+@shared_task(**_RELIABLE)
+def setup_session_task(session_id):
+    services.run_setup(session_id)
+
+
+@shared_task(**_RELIABLE)
+def enable_destination_session_task(session_id):
+    services.run_enable_destination(session_id)
+
+
+@shared_task(bind=True, max_retries=100, **_RELIABLE)
+def copy_session_task(self, session_id, handoff=None):
+    outcome = services.run_copy(session_id, handoff=handoff)
+    if outcome == "busy" and handoff is None:
+        # A resume can arrive before the paused slice has let go of the lease.
+        raise self.retry(countdown=0.5)
+    return outcome
+
+
+@shared_task(**_RELIABLE)
+def cutover_session_task(session_id):
+    services.run_cutover(session_id)
+
+
+@shared_task(**_RELIABLE)
+def cancel_session_task(session_id):
+    services.run_cancel(session_id)
+
+
+@shared_task(**_RELIABLE)
+def cleanup_session_task(session_id):
+    services.run_cleanup(session_id)

@@ -1,0 +1,216 @@
+"""Shared fixtures: users for each role, factories, real folders for sources and the pool."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import factory
+import pytest
+from django.contrib.auth.models import Group, User
+
+from importer import roles, services
+from importer.models import (
+    DestinationType,
+    Host,
+    ImportSession,
+    RemoteSystem,
+    SourceGroup,
+    SourceVolume,
+)
+from importer.states import State
+
+MiB = 1024 * 1024
+
+
+# --- Folders -------------------------------------------------------------------------------
+
+@pytest.fixture
+def source_root(tmp_path, settings) -> Path:
+    """An allowed source root and an empty pool, both real folders."""
+    root = tmp_path / "sources"
+    root.mkdir()
+    settings.FERRY_SOURCE_ROOTS = [root]
+    settings.FERRY_POOL_DIR = tmp_path / "pool"
+    return root
+
+
+def write_random(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        for offset in range(0, size, 4 * MiB):
+            handle.write(os.urandom(min(4 * MiB, size - offset)))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """PBKDF2 is slow on purpose; tests make hundreds of users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- Jobs ----------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def enqueued(request, monkeypatch) -> list[tuple]:
+    """Jobs services enqueue on commit, recorded instead of sent (unit tests only)."""
+    jobs: list[tuple] = []
+    if "integration" not in request.keywords:
+        monkeypatch.setattr(services, "_enqueue", lambda name, *args: jobs.append((name, *args)))
+    return jobs
+
+
+# --- Users ---------------------------------------------------------------------------------
+
+def _user(username: str, role: str) -> User:
+    user = User.objects.create_user(username, password="correct horse battery staple")
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    return _user("vera-viewer", roles.VIEWER)
+
+
+@pytest.fixture
+def operator(db):
+    return _user("otto-operator", roles.OPERATOR)
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user("ada-admin", roles.ADMIN)
+
+
+@pytest.fixture
+def operator_actor(operator):
+    return services.Actor(operator, "192.0.2.10")
+
+
+# --- Factories -----------------------------------------------------------------------------
+
+class RemoteSystemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RemoteSystem
+
+    name = factory.Sequence(lambda n: f"array-{n}")
+    driver_settings = factory.LazyFunction(lambda: {"path": "/nonexistent"})
+
+
+class SourceVolumeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SourceVolume
+
+    remote_system = factory.SubFactory(RemoteSystemFactory)
+    identifier = factory.Sequence(lambda n: f"vol-{n}.img")
+    name = factory.LazyAttribute(lambda o: o.identifier)
+    size = 4 * MiB
+
+
+class SourceGroupFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SourceGroup
+
+    remote_system = factory.SubFactory(RemoteSystemFactory)
+    identifier = factory.Sequence(lambda n: f"cg-{n}")
+    name = factory.LazyAttribute(lambda o: o.identifier)
+
+
+class HostFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Host
+
+    name = factory.Sequence(lambda n: f"host-{n}")
+
+
+def make_volume_session(state: str, **fields) -> ImportSession:
+    """A volume session sitting in ``state``: a fixture, so it is written directly."""
+    source = fields.pop("source_volume", None) or SourceVolumeFactory()
+    return ImportSession.objects.create(
+        name=fields.pop("name", f"session-{source.identifier}"), source_volume=source,
+        remote_system=source.remote_system, state=state, total_bytes=source.size,
+        destination_resource_type=DestinationType.VOLUME, **fields)
+
+
+def make_group_session(state: str, member_states: list[str], **fields) -> ImportSession:
+    group_source = SourceGroupFactory()
+    group = ImportSession.objects.create(
+        name=fields.pop("name", f"group-{group_source.identifier}"), source_group=group_source,
+        remote_system=group_source.remote_system, state=state,
+        destination_resource_type=DestinationType.VOLUME_GROUP, **fields)
+    for index, member_state in enumerate(member_states):
+        volume = SourceVolumeFactory(remote_system=group_source.remote_system,
+                                     group=group_source)
+        make_volume_session(member_state, source_volume=volume, parent_session=group,
+                            name=f"{group.name} / m{index}", **fields)
+    return group
+
+
+# Member states that make a group show each state (the spec's aggregation, backwards).
+GROUP_MEMBERS = {
+    State.SCHEDULED: [State.SCHEDULED] * 2,
+    State.QUEUED: [State.QUEUED] * 2,
+    State.IN_PROGRESS: [State.COPY_IN_PROGRESS] * 2,
+    State.MIRROR_ENABLED: [State.MIRROR_ENABLED] * 2,
+    State.READY_TO_START_COPY: [State.READY_TO_START_COPY] * 2,
+    State.COPY_IN_PROGRESS: [State.COPY_IN_PROGRESS] * 2,
+    State.PAUSED: [State.PAUSED] * 2,
+    State.READY_FOR_CUTOVER: [State.READY_FOR_CUTOVER] * 2,
+    State.CUTOVER_IN_PROGRESS: [State.CUTOVER_IN_PROGRESS] * 2,
+    State.IMPORT_COMPLETED: [State.IMPORT_COMPLETED] * 2,
+    State.IMPORT_COMPLETED_WITH_ERRORS: [State.IMPORT_COMPLETED, State.CANCELLED],
+    State.IMPORT_CUTOVER_INCOMPLETE: [State.IMPORT_COMPLETED, State.READY_FOR_CUTOVER],
+    State.CANCEL_REQUIRED: [State.CANCEL_REQUIRED, State.PAUSED],
+    State.CANCEL_IN_PROGRESS: [State.CANCEL_IN_PROGRESS] * 2,
+    State.CANCEL_FAILED: [State.CANCEL_FAILED, State.CANCELLED],
+    State.CANCELLED: [State.CANCELLED] * 2,
+    State.CLEANUP_REQUIRED: [State.CLEANUP_REQUIRED, State.CANCELLED],
+    State.CLEANUP_IN_PROGRESS: [State.CLEANUP_IN_PROGRESS] * 2,
+    State.CLEANUP_FAILED: [State.CLEANUP_FAILED, State.CANCELLED],
+    State.FAILED: [State.FAILED, State.QUEUED],
+}
+
+
+def make_session(kind: str, state: str, **fields) -> ImportSession:
+    if kind == "group":
+        return make_group_session(state, GROUP_MEMBERS[State(state)], **fields)
+    return make_volume_session(state, **fields)
+
+
+# --- Running jobs in-process (unit tests; the integration suite uses a real worker) --------
+
+def run_jobs(jobs: list[tuple], limit: int = 500) -> None:
+    """Run recorded jobs, and the jobs they enqueue, until none is left."""
+    from importer import tasks
+
+    for _ in range(limit):
+        if not jobs:
+            return
+        name, *args = jobs.pop(0)
+        getattr(tasks, name).run(*args)
+    raise AssertionError(f"jobs still pending after {limit}: {jobs[:5]}")
+
+
+@pytest.fixture
+def small_chunks(settings):
+    """Many chunks and checkpoints even on small test volumes."""
+    settings.FERRY_CHUNK_BYTES = 1 * MiB
+    settings.FERRY_CHECKPOINT_BYTES = 4 * MiB
+    settings.FERRY_COPY_SLICE_SECONDS = 60
+
+
+def sha256_of(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(4 * MiB), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def discovered_system(folder, name="array"):
+    system = services.create_remote_system(name=name, driver_settings={"path": str(folder)},
+                                           actor=services.SYSTEM)
+    return services.discover_remote_system(system.pk, actor=services.SYSTEM)
