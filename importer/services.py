@@ -545,6 +545,8 @@ def _advance(session_id: int, trigger: str, *, expected: State | None = None,
 
 def _record(session, action, actor: Actor, from_state, to_state,
             error: FerryError | None = None, details=None) -> ImportEvent:
+    log.info("%s: %s %s → %s by %s%s", session.name, action, from_state or "-",
+             to_state or "-", actor.name, f" ({error.code}: {error.message})" if error else "")
     return ImportEvent.objects.create(
         session=session, session_name=session.name, actor=actor.user,
         actor_name=actor.name, action=str(action), from_state=str(from_state),

@@ -29,7 +29,7 @@ class Command(BaseCommand):
             "web": [sys.executable, "manage.py", "runserver", address, "--noreload"],
             "worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2",
                        "--hostname=ferry@%h"],
-            "beat": [*celery, "beat", "--loglevel=INFO",
+            "beat": [*celery, "beat", "--loglevel=WARNING",
                      f"--schedule={settings.VAR_DIR / 'celerybeat-schedule'}"],
         }
         children = {name: subprocess.Popen(command) for name, command in commands.items()}
