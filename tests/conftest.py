@@ -214,3 +214,79 @@ def discovered_system(folder, name="array"):
     system = services.create_remote_system(name=name, driver_settings={"path": str(folder)},
                                            actor=services.SYSTEM)
     return services.discover_remote_system(system.pk, actor=services.SYSTEM)
+
+
+# --- The integration suite: a real worker process and a real broker ------------------------
+
+@pytest.fixture
+def worker_settings(source_root, settings, tmp_path) -> dict[str, str]:
+    """Settings shared by this test process and its worker (which sees them as env vars)."""
+    values = {
+        "FERRY_SOURCE_ROOTS": str(source_root),
+        "FERRY_POOL_DIR": str(tmp_path / "pool"),
+        "FERRY_CHUNK_BYTES": str(4 * MiB),
+        "FERRY_CHECKPOINT_BYTES": str(16 * MiB),
+        "FERRY_CHECKPOINT_SECONDS": "0.5",
+        "FERRY_COPY_SLICE_SECONDS": "3",
+        "FERRY_LEASE_SECONDS": "3",
+        "FERRY_TICK_SECONDS": "1",
+        "FERRY_MAX_ACTIVE_IMPORTS": "8",
+    }
+    _apply(settings, values)
+    return values
+
+
+def _apply(settings, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        current = getattr(settings, name, None)
+        if isinstance(current, list):
+            setattr(settings, name, [Path(v) for v in value.split(",")])
+        elif isinstance(current, (int, float)) and not isinstance(current, bool):
+            setattr(settings, name, type(current)(value))
+        else:
+            setattr(settings, name, Path(value) if isinstance(current, Path) else value)
+
+
+@pytest.fixture
+def live_worker(worker_settings, transactional_db, tmp_path, request):
+    """A real Celery worker and beat, started after the test's settings are in place."""
+    from tests.live_worker import LiveWorker, purge_broker
+
+    purge_broker()
+    overrides = getattr(request, "param", {}) or {}
+    worker = LiveWorker(tmp_path, {**worker_settings, **overrides})
+    worker.start()
+    yield worker
+    worker.stop()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(worker.logs())
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.1, what: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_for_state(session, state: str, timeout: float = 60) -> ImportSession:
+    def reached():
+        session.refresh_from_db()
+        return session.state == state
+    try:
+        wait_for(reached, timeout, what=f"{session.name} to reach {state}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; it is {session.state} {session.error or ''}") from None
+    return session
