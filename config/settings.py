@@ -149,7 +149,8 @@ FERRY_MAX_ACTIVE_IMPORTS = env_int("FERRY_MAX_ACTIVE_IMPORTS", 8)
 
 # --- Celery ------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL") or "filesystem://"
+CELERY_BROKER_URL = (env_str("CELERY_BROKER_URL") or env_str("REDIS_URL")
+                     or "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's filesystem transport needs no server: the embedded default.
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -248,12 +248,13 @@ def _apply(settings, values: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def live_worker(worker_settings, transactional_db, tmp_path, request):
+def live_worker(worker_settings, transactional_db, tmp_path, request, settings):
     """A real Celery worker and beat, started after the test's settings are in place."""
     from tests.live_worker import LiveWorker, purge_broker
 
     purge_broker()
-    overrides = getattr(request, "param", {}) or {}
+    overrides = getattr(request, "param", {}) or {}  # indirect parametrization
+    _apply(settings, overrides)
     worker = LiveWorker(tmp_path, {**worker_settings, **overrides})
     worker.start()
     yield worker

@@ -79,6 +79,7 @@ def test_a_sparse_source_stays_sparse(source_root, actor, enqueued):
         for offset in (0, 20 * MiB + 12345, 63 * MiB):
             sparse.seek(offset)
             sparse.write(os.urandom(300 * 1024))
+        os.fsync(sparse.fileno())  # compare allocations after writeback, not before
     session = _import(source_root / "array", "sparse.img", actor, enqueued)
     for action in ("enable_destination_volume", "start_copy", "cutover"):
         session = _act(session, action, actor, enqueued)
