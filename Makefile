@@ -32,6 +32,9 @@ migrate: setup
 demo: setup
 	$(PY) manage.py seed_demo
 
+bench: setup ## Measure the data mover against cp (prints a table and a JSON line)
+	FERRY_VAR_DIR=var/bench $(PY) -m tests.bench
+
 diagrams: setup ## Regenerate README's state diagrams from importer/states.py
 	$(PY) manage.py readme_diagrams
 

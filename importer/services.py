@@ -722,6 +722,19 @@ def run_enable_destination(session_id: int) -> None:
         ensure_destination_enabled(session)
     except (SourceError, pool.PoolError) as error:
         _advance(session_id, Event.IO_FAILED, expected=session.state, error=error)
+        return
+    _undo_enable_if_cancelled(session_id)
+
+
+def _undo_enable_if_cancelled(session_id: int) -> None:
+    """A cancel that ran while we revoked access found nothing to restore: restore it now."""
+    session = _load_for_work(session_id, State.CANCELLED)
+    if session is not None and session.source_access_backup is not None:
+        try:
+            _restore_source(session)
+        except SourceError:
+            log.exception("%s: could not restore the source's access after a cancel",
+                          session.name)
 
 
 def ensure_destination_enabled(session: ImportSession) -> None:

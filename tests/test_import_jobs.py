@@ -266,3 +266,27 @@ def test_a_member_setup_failure_fails_the_group(finance, actor, enqueued):
     group = _act(group, "cancel", actor, enqueued)
     assert group.state == "Cancelled"
     assert not Volume.objects.exists()
+
+
+def test_a_cancel_racing_the_enable_job_still_restores_the_source(source_root, actor, enqueued,
+                                                                  monkeypatch):
+    from importer.drivers.directory import DirectoryDriver
+
+    source = write_random(source_root / "array" / "db.img", MiB)
+    session = _import(source_root / "array", "db.img", actor, enqueued)
+    services.perform_action(session.pk, "enable_destination_volume", actor=actor)
+    enable_job = enqueued.pop(0)
+    revoke = DirectoryDriver.revoke_host_access
+
+    def cancel_meanwhile(driver, identifier):
+        # The operator cancels while the enable job is between its check and its revoke.
+        services.perform_action(session.pk, "cancel", actor=actor)
+        run_jobs(enqueued)
+        return revoke(driver, identifier)
+
+    monkeypatch.setattr(DirectoryDriver, "revoke_host_access", cancel_meanwhile)
+    run_jobs([enable_job])
+    session.refresh_from_db()
+    assert session.state == "Cancelled"
+    assert os.stat(source).st_mode & 0o200, "the source was left read-only"
+    assert session.source_access_backup is None

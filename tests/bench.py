@@ -1,0 +1,306 @@
+"""`make bench`: the data mover against cp, its memory, its re-copy after kill -9, pauses.
+
+Prints a table, then one JSON line. Ferry and the reference alternate on the same files
+(median of RUNS each), because absolute figures drift between runs on a shared machine.
+Run it with FERRY_VAR_DIR pointing at a scratch folder (the Makefile uses var/bench).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+
+from django.conf import settings  # noqa: E402  (after django.setup)
+from django.core.management import call_command  # noqa: E402
+
+from importer import services  # noqa: E402
+from importer.models import SourceVolume  # noqa: E402
+from importer.mover.copier import CopyPlan, copy_range  # noqa: E402
+from importer.mover.extents import allocated_bytes  # noqa: E402
+
+MiB, GiB = 1024 * 1024, 1024 * 1024 * 1024
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+WORK = Path(settings.VAR_DIR) / "work"
+SOURCES = Path(settings.FERRY_SOURCE_ROOTS[0])
+TARGETS = {"dense_ratio": 0.9, "sparse_ratio": 0.8, "verify_cost": 0.15,
+           "peak_rss_mib": 256, "pause_latency_s": 1.0}
+
+
+def write_dense(path: Path, size: int) -> None:
+    with open(path, "wb") as out:
+        for _ in range(size // (4 * MiB)):
+            out.write(os.urandom(4 * MiB))
+        os.fsync(out.fileno())
+
+
+def write_sparse(path: Path, size: int, data: int, extent: int = 4 * MiB) -> None:
+    """``data`` random bytes in ``extent``-sized runs at scattered, seeded offsets."""
+    slots = random.Random(7).sample(range(size // extent), data // extent)
+    with open(path, "wb") as out:
+        out.truncate(size)
+        for slot in sorted(slots):
+            out.seek(slot * extent)
+            out.write(os.urandom(extent))
+        os.fsync(out.fileno())
+
+
+def time_cp(source: Path, destination: Path, sparse: bool) -> float:
+    destination.unlink(missing_ok=True)
+    start = time.perf_counter()
+    subprocess.run(["cp", "--sparse=always" if sparse else "--sparse=auto",
+                    str(source), str(destination)], check=True)
+    subprocess.run(["sync"], check=True)
+    return time.perf_counter() - start
+
+
+def time_ferry(source: Path, destination: Path, checksums: bool = True) -> float:
+    """The worker's copy loop, with its default plan: chunks, checkpoints, fdatasync."""
+    destination.unlink(missing_ok=True)
+    size = source.stat().st_size
+    plan = CopyPlan(chunk_size=settings.FERRY_CHUNK_BYTES,
+                    checkpoint_bytes=settings.FERRY_CHECKPOINT_BYTES,
+                    checkpoint_seconds=settings.FERRY_CHECKPOINT_SECONDS, checksums=checksums)
+    start = time.perf_counter()
+    src = os.open(source, os.O_RDONLY)
+    dst = os.open(destination, os.O_WRONLY | os.O_CREAT, 0o640)
+    try:
+        os.ftruncate(dst, size)
+        copy_range(src, dst, 0, size, plan=plan)
+    finally:
+        os.close(src)
+        os.close(dst)
+    return time.perf_counter() - start
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    return subprocess.run(["cmp", "-s", str(a), str(b)]).returncode == 0
+
+
+def mbps(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
+
+
+def bench_dense(results: dict) -> None:
+    source = WORK / "dense.img"
+    write_dense(source, GiB)
+    cp_times, on_times, off_times = [], [], []
+    for run in range(RUNS):  # alternate, and rotate who goes first
+        order = [("cp", cp_times), ("on", on_times), ("off", off_times)]
+        for name, times in order[run % 3:] + order[:run % 3]:
+            target = WORK / f"dense-{name}.img"
+            times.append(time_cp(source, target, False) if name == "cp"
+                         else time_ferry(source, target, checksums=(name == "on")))
+            if name != "cp":
+                assert same_bytes(source, target), "Ferry's copy differs from its source"
+            target.unlink()
+    cp, on, off = (statistics.median(t) for t in (cp_times, on_times, off_times))
+    results.update(dense_cp_mbps=mbps(GiB, cp), dense_ferry_mbps=mbps(GiB, on),
+                   dense_ratio=cp / on, dense_ferry_no_verify_mbps=mbps(GiB, off),
+                   verify_cost=on / off - 1)
+
+
+def bench_sparse(results: dict) -> None:
+    source = WORK / "sparse.img"
+    write_sparse(source, 8 * GiB, GiB)
+    cp_times, ferry_times, allocations = [], [], {}
+    for _ in range(RUNS):
+        for name, times in (("cp", cp_times), ("ferry", ferry_times)):
+            target = WORK / f"sparse-{name}.img"
+            times.append(time_cp(source, target, True) if name == "cp"
+                         else time_ferry(source, target))
+            allocations[name] = allocated_bytes(target)
+            if name == "ferry":
+                assert same_bytes(source, target), "Ferry's sparse copy differs"
+            target.unlink()
+    cp, ferry = statistics.median(cp_times), statistics.median(ferry_times)
+    results.update(sparse_cp_mbps=mbps(8 * GiB, cp), sparse_ferry_mbps=mbps(8 * GiB, ferry),
+                   sparse_ratio=cp / ferry, sparse_source_alloc_mib=allocated_bytes(source) / MiB,
+                   sparse_cp_alloc_mib=allocations["cp"] / MiB,
+                   sparse_ferry_alloc_mib=allocations["ferry"] / MiB)
+
+
+# --- With a real worker process --------------------------------------------------------------
+
+def _import(volume_name: str, **options):
+    volume = SourceVolume.objects.get(identifier=volume_name)
+    session = services.create_import(name=f"bench {volume_name} {time.time_ns()}",
+                                     source_resource_id=volume.pk, actor=services.SYSTEM,
+                                     **options)
+    _wait(session, "Mirror_Enabled")
+    services.perform_action(session.pk, "enable_destination_volume", actor=services.SYSTEM)
+    _wait(session, "Ready_To_Start_Copy")
+    return session
+
+
+def _wait(session, state: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.refresh_from_db()
+        if session.state == state:
+            return session
+        time.sleep(0.02)
+    raise RuntimeError(f"{session.name} stuck in {session.state}: {session.error}")
+
+
+def _proc(pid: int, file: str, key: str) -> int:
+    for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
+
+
+def _release_source(volume_name: str) -> None:
+    """Cutover leaves the source read-only (released): give it back for the next run."""
+    SourceVolume.objects.filter(identifier=volume_name).update(
+        importable_criteria="Ready_For_Agentless_Import")
+    os.chmod(SOURCES / volume_name, 0o644)
+
+
+def bench_worker(results: dict) -> None:
+    from tests.live_worker import LiveWorker, purge_broker
+
+    for name in ("dense.img", "sparse.img"):
+        os.replace(WORK / name, SOURCES / name)
+    system = services.create_remote_system(name="bench", actor=services.SYSTEM,
+                                           driver_settings={"path": str(SOURCES)})
+    services.discover_remote_system(system.pk, actor=services.SYSTEM)
+    purge_broker()
+    worker = LiveWorker(WORK, {"FERRY_LEASE_SECONDS": "3", "FERRY_TICK_SECONDS": "1"})
+    worker.start()
+    try:
+        _bench_memory(worker, results)
+        _bench_kill(worker, results)
+        _bench_pause(results)
+    finally:
+        worker.stop()
+
+
+def _bench_memory(worker, results: dict) -> None:
+    for name in ("dense.img", "sparse.img"):
+        session = _import(name)
+        services.perform_action(session.pk, "start_copy", actor=services.SYSTEM)
+        _wait(session, "Ready_For_Cutover")
+        services.perform_action(session.pk, "cutover", actor=services.SYSTEM)
+        _wait(session, "Import_Completed")
+        assert same_bytes(SOURCES / name, Path(session.destination_volume.location))
+        os.remove(session.destination_volume.location)
+        _release_source(name)
+    peak = max(_proc(pid, "status", "VmHWM:") for pid in worker.child_pids())
+    results["peak_rss_mib"] = peak / 1024
+
+
+def _bench_kill(worker, results: dict) -> None:
+    session = _import("dense.img", throttle_bytes_per_second=256 * MiB)
+    before = {pid: _proc(pid, "io", "rchar:") for pid in worker.child_pids()}
+    services.perform_action(session.pk, "start_copy", actor=services.SYSTEM)
+    while session.copied_bytes < 0.4 * session.total_bytes:
+        time.sleep(0.01)
+        session.refresh_from_db()
+    read = sum(_proc(pid, "io", "rchar:") - before.get(pid, 0) for pid in worker.child_pids())
+    worker.kill_worker()
+    session.refresh_from_db()
+    checkpointed = session.copied_bytes
+    worker.start_worker()
+    _wait(session, "Ready_For_Cutover")
+    results["recopy_after_kill_mib"] = max(read - checkpointed, 0) / MiB
+    results["checkpoint_interval_mib"] = settings.FERRY_CHECKPOINT_BYTES / MiB
+    services.perform_action(session.pk, "cutover", actor=services.SYSTEM)
+    _wait(session, "Import_Completed")
+    assert same_bytes(SOURCES / "dense.img", Path(session.destination_volume.location))
+    os.remove(session.destination_volume.location)
+    _release_source("dense.img")
+
+
+def _bench_pause(results: dict) -> None:
+    session = _import("dense.img", throttle_bytes_per_second=128 * MiB)
+    services.perform_action(session.pk, "start_copy", actor=services.SYSTEM)
+    latencies = []
+    for _ in range(RUNS):
+        session.refresh_from_db()
+        goal = session.copied_bytes + 64 * MiB
+        while session.copied_bytes < goal or not session.lease_owner:
+            time.sleep(0.01)
+            session.refresh_from_db()
+        services.perform_action(session.pk, "pause", actor=services.SYSTEM)
+        requested = time.perf_counter()
+        while session.lease_owner:  # the copier lets go once it has stopped
+            time.sleep(0.005)
+            session.refresh_from_db()
+        latencies.append(time.perf_counter() - requested)
+        services.perform_action(session.pk, "resume", actor=services.SYSTEM)
+    results["pause_latency_s"] = max(latencies)
+    results["pause_latency_median_s"] = statistics.median(latencies)
+    services.perform_action(session.pk, "cancel", actor=services.SYSTEM)
+    _wait(session, "Cancelled")
+
+
+def report(results: dict) -> None:
+    rows = [
+        ("dense 1 GiB: cp + sync", f"{results['dense_cp_mbps']:.0f} MB/s", ""),
+        ("dense 1 GiB: Ferry", f"{results['dense_ferry_mbps']:.0f} MB/s",
+         f"{results['dense_ratio']:.2f}x cp (target >= 0.9)"),
+        ("sparse 8 GiB, 1 GiB data: cp --sparse=always + sync",
+         f"{results['sparse_cp_mbps']:.0f} MB/s", f"{results['sparse_cp_alloc_mib']:.0f} MiB "
+                                                   "allocated"),
+        ("sparse 8 GiB, 1 GiB data: Ferry", f"{results['sparse_ferry_mbps']:.0f} MB/s",
+         f"{results['sparse_ratio']:.2f}x cp (target >= 0.8); "
+         f"{results['sparse_ferry_alloc_mib']:.0f} MiB allocated, source "
+         f"{results['sparse_source_alloc_mib']:.0f} MiB"),
+        ("verification (checksums) on vs off", f"{results['dense_ferry_no_verify_mbps']:.0f} "
+         "MB/s off", f"{results['verify_cost'] * 100:+.1f}% time (target <= 15%)"),
+        ("worker peak RSS", f"{results['peak_rss_mib']:.0f} MiB", "target <= 256 MiB"),
+        ("re-copied after kill -9", f"{results['recopy_after_kill_mib']:.0f} MiB",
+         f"checkpoint interval {results['checkpoint_interval_mib']:.0f} MiB"),
+        ("pause latency (max of runs)", f"{results['pause_latency_s'] * 1000:.0f} ms",
+         "target <= 1000 ms"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure'.ljust(width)}  {'value':>12}  notes")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value:>12}  {note}")
+    passed = {
+        "dense": results["dense_ratio"] >= TARGETS["dense_ratio"],
+        "sparse": results["sparse_ratio"] >= TARGETS["sparse_ratio"]
+        and results["sparse_ferry_alloc_mib"] <= results["sparse_source_alloc_mib"],
+        "verify": results["verify_cost"] <= TARGETS["verify_cost"],
+        "rss": results["peak_rss_mib"] <= TARGETS["peak_rss_mib"],
+        "recopy": results["recopy_after_kill_mib"] <= results["checkpoint_interval_mib"],
+        "pause": results["pause_latency_s"] <= TARGETS["pause_latency_s"],
+    }
+    print(json.dumps({"bench": "mover", "runs": RUNS, **{k: round(v, 3) for k, v in
+                                                         results.items()}, "targets_met": passed}))
+
+
+def _fresh_scratch() -> None:
+    for folder in (WORK, SOURCES, Path(settings.FERRY_POOL_DIR)):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    Path(settings.DATABASES["default"]["NAME"]).unlink(missing_ok=True)
+
+
+def main() -> None:
+    _fresh_scratch()
+    call_command("migrate", verbosity=0)
+    results: dict = {}
+    print(f"Benchmarking the data mover ({RUNS} runs each, alternating) in {WORK}...")
+    bench_dense(results)
+    bench_sparse(results)
+    bench_worker(results)
+    report(results)
+    _fresh_scratch()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
