@@ -35,6 +35,9 @@ demo: setup
 bench: setup ## Measure the data mover against cp (prints a table and a JSON line)
 	FERRY_VAR_DIR=var/bench $(PY) -m tests.bench
 
+lint: setup ## Check style and imports with ruff
+	$(BIN)/ruff check .
+
 diagrams: setup ## Regenerate README's state diagrams from importer/states.py
 	$(PY) manage.py readme_diagrams
 

@@ -83,6 +83,7 @@ def copy_slice(session: ImportSession, lease_id: str) -> str:
     with driver.open_for_read(identifier) as source:
         destination = _open_destination(session)
         try:
+            progress.check_source(gaps[0][0])
             for start, end in gaps:
                 outcome = copy_range(
                     source.fileno(), destination, start, end, plan=copy_plan(),
@@ -136,7 +137,7 @@ class _Progress:
         return None
 
     def save(self, checkpoint: Checkpoint) -> None:
-        self._check_source(checkpoint.end)
+        self.check_source(checkpoint.end)
         now = time.monotonic()
         elapsed, self.last_time = max(now - self.last_time, 1e-6), now
         length = checkpoint.end - checkpoint.start
@@ -165,11 +166,11 @@ class _Progress:
                 "lease_expires_at": timezone.now() + _lease(),
                 "last_update_timestamp": timezone.now()}
 
-    def _check_source(self, offset: int) -> None:
+    def check_source(self, offset: int) -> None:
         """A source that shrank or vanished stops the copy, even with our fd still open."""
         size = self.driver.size(self.identifier)
         if size != self.session.total_bytes:
-            raise CopyError("source_truncated", offset,
+            raise CopyError("source_truncated", min(offset, size),
                             f"the source is now {size} bytes, not {self.session.total_bytes}")
 
 

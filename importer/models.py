@@ -293,7 +293,7 @@ class CopiedExtent(models.Model):
     """A checkpoint: [start, end) reached the destination's disk, with its chunk digests.
 
     Written only after the destination was flushed (fdatasync), so a crash never records a
-    range that is not on disk. ``digests`` has one sha256 per ``chunk_size`` chunk of the
+    range that is not on disk. ``digests`` has one xxh3-128 per ``chunk_size`` chunk of the
     range, or "" for a chunk that is all zeros (written as a hole).
     """
 

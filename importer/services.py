@@ -182,7 +182,8 @@ def _criteria_after_online(volume: SourceVolume) -> str:
 
 
 def _mark_missing(queryset, system) -> None:
-    reason = f"Not found in {system.driver_settings.get('path', system.name)} at the last discovery."
+    where = system.driver_settings.get("path", system.name)
+    reason = f"Not found in {where} at the last discovery."
     queryset.update(importable_criteria=ImportableCriteria.OFFLINE, importable_reason=reason)
 
 
@@ -328,7 +329,8 @@ def _create_session(name, source, volumes, hosts, common, actor) -> ImportSessio
                 total_bytes=volume.size, destination_resource_type=DestinationType.VOLUME,
                 **common) for volume in volumes]
     except IntegrityError:  # a concurrent create took the name between check and insert
-        raise ValidationError({"name": [f"An import session named {name} already exists."]})
+        raise ValidationError(
+            {"name": [f"An import session named {name} already exists."]}) from None
     session.hosts.set(hosts)
     for created in (session, *members):
         _record(created, "create", actor, "", created.state)
@@ -775,6 +777,7 @@ def run_copy(session_id: int, *, handoff: str | None = None) -> str:
         return outcome
     finally:
         copying.release_lease(session_id, lease_id, keep_for_handoff=outcome == "slice_done")
+        log.info("%s: copy slice %s ended: %s", session.name, lease_id, outcome)
     if outcome == "finished":
         _advance(session_id, Event.COPY_COMPLETED, expected=State.COPY_IN_PROGRESS,
                  changes={"progress_percentage": 100, "current_transfer_rate": 0,

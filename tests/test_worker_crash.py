@@ -10,6 +10,7 @@ import random
 import pytest
 
 from importer import services, tasks
+from importer.mover.extents import data_map
 from tests.conftest import (
     MiB,
     discovered_system,
@@ -52,19 +53,24 @@ def _assert_extents_tile_the_volume(session):
 
 def test_kill_9_of_the_worker_mid_copy_resumes_from_the_checkpoint(source_root, live_worker,
                                                                    operator_actor):
-    seed = random.randrange(1_000_000)
-    points = sorted(random.Random(seed).uniform(0.05, 0.8) for _ in range(KILLS))
+    seed = int(os.environ.get("FERRY_TEST_SEED") or random.randrange(1_000_000))
+    chance = random.Random(seed)
+    # Progress is read at checkpoints, up to 8 MiB behind the copier: stop short of the end,
+    # so every kill lands mid-copy rather than in the copy's last milliseconds.
+    points = sorted(chance.uniform(0.05, 0.7) for _ in range(KILLS))
     print(f"kill points (seed {seed}): {[round(p, 2) for p in points]}")
-    source, session = _start_copy(source_root, operator_actor, 128 * MiB, 24 * MiB)
+    source, session = _start_copy(source_root, operator_actor, 128 * MiB, 16 * MiB)
     for point in points:
         target = int(point * session.total_bytes)
-        wait_for(lambda: _checkpointed(session) >= target, 90, what=f"{target} bytes copied")
+        wait_for(lambda goal=target: _checkpointed(session) >= goal, 90,
+                 what=f"{target} bytes copied")
         live_worker.kill_worker()
         at_kill = _checkpointed(session)
         assert session.state == "Copy_In_Progress" and session.lease_owner  # orphaned
         live_worker.start_worker()
-        wait_for(lambda: _checkpointed(session) > at_kill or session.state != "Copy_In_Progress",
-                 60, what="the copy to continue after the crash")
+        wait_for(lambda killed=at_kill: _checkpointed(session) > killed
+                 or session.state != "Copy_In_Progress", 60,
+                 what="the copy to continue after the crash")
         resumed_extent = session.copied_extents.filter(start__gte=at_kill).order_by("start")
         assert resumed_extent.first().start == at_kill, "did not resume from the checkpoint"
     wait_for_state(session, "Ready_For_Cutover", 120)
@@ -108,5 +114,5 @@ def test_a_sparse_volume_stays_sparse_and_cuts_over_automatically(source_root, l
     wait_for_state(session, "Import_Completed", 120)
     location = session.destination_volume.location
     assert sha256_of(location) == sha256_of(path)
-    assert os.stat(location).st_blocks <= os.stat(path).st_blocks
+    assert data_map(location) == data_map(path)  # holes stay holes
     assert "automatic_cutover" in session.events.values_list("action", flat=True)

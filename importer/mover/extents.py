@@ -40,4 +40,14 @@ def missing_ranges(copied: list[tuple[int, int]], total: int) -> list[tuple[int,
 
 
 def allocated_bytes(path) -> int:
+    """Everything the file system holds for the file, its extent tree included."""
     return os.stat(path).st_blocks * 512
+
+
+def data_map(path) -> list[tuple[int, int]]:
+    """The file's data ranges, as SEEK_DATA/SEEK_HOLE report them (no metadata)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return list(data_segments(fd, 0, os.fstat(fd).st_size))
+    finally:
+        os.close(fd)

@@ -21,7 +21,8 @@ def with_diagrams(text: str) -> str:
     for kind in states.KINDS:
         pattern = re.compile(rf"<!-- {kind}-diagram:start.*?<!-- {kind}-diagram:end -->",
                              re.DOTALL)
-        text = pattern.sub(lambda _: diagram_block(kind), text)
+        block = diagram_block(kind)
+        text = pattern.sub(lambda _match, block=block: block, text)
     return text
 
 
