@@ -24,6 +24,7 @@ from importer.mover.throttle import TokenBucket
 from importer.states import State
 
 STOP_CHECK_SECONDS = 0.2  # how often the copier re-reads the state: pause within 1 s
+_CHECKPOINTING_STATES = [State.COPY_IN_PROGRESS, State.PAUSED, State.CANCEL_IN_PROGRESS]
 
 
 class VerificationFailed(FerryError):
@@ -144,10 +145,12 @@ class _Progress:
         self.copied += length
         self.copy_seconds += elapsed
         with transaction.atomic():
+            # Still ours while we hold the lease, even once a pause or cancel was asked for:
+            # the range is on disk, and a pause keeps every copied range.
             mine = ImportSession.objects.filter(pk=self.session.pk, lease_owner=self.lease_id,
-                                                state=State.COPY_IN_PROGRESS)
+                                                state__in=_CHECKPOINTING_STATES)
             if not mine.update(**self._progress_fields(length / elapsed)):
-                return  # paused, cancelled or taken over: this checkpoint is not ours to keep
+                return  # taken over by another worker: this checkpoint is not ours to keep
             CopiedExtent.objects.create(session_id=self.session.pk, start=checkpoint.start,
                                         end=checkpoint.end, chunk_size=checkpoint.chunk_size,
                                         digests=checkpoint.digests)

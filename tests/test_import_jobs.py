@@ -291,3 +291,35 @@ def test_a_cancel_racing_the_enable_job_still_restores_the_source(source_root, a
     assert session.state == "Cancelled"
     assert os.stat(source).st_mode & 0o200, "the source was left read-only"
     assert session.source_access_backup is None
+
+
+def test_a_pause_keeps_the_range_copied_since_the_last_checkpoint(source_root, actor, enqueued,
+                                                                  settings):
+    from importer import copying
+    from importer.models import ImportSession as Session
+
+    settings.FERRY_CHECKPOINT_BYTES = 1024 * MiB  # no checkpoint before the pause...
+    settings.FERRY_CHECKPOINT_SECONDS = 600
+    write_random(source_root / "array" / "db.img", 12 * MiB)
+    session = _import(source_root / "array", "db.img", actor, enqueued)
+    session = _act(session, "enable_destination_volume", actor, enqueued)
+    services.perform_action(session.pk, "start_copy", actor=actor)
+    copy_job = enqueued.pop(0)
+    checks = []
+
+    def pause_after_five_chunks(progress):
+        checks.append(1)
+        if len(checks) == 5:
+            Session.objects.filter(pk=session.pk).update(state="Paused")  # as the service does
+            return "Paused"
+        return None
+
+    original = copying._Progress.should_stop
+    copying._Progress.should_stop = pause_after_five_chunks
+    try:
+        run_jobs([copy_job])
+    finally:
+        copying._Progress.should_stop = original
+    session.refresh_from_db()
+    assert session.copied_bytes == 4 * MiB  # ...yet the four chunks copied are kept
+    assert list(session.copied_extents.values_list("start", "end")) == [(0, 4 * MiB)]

@@ -85,6 +85,7 @@ class _Copy:
         self.pending: list[Future | str] = []
         self.hasher = ThreadPoolExecutor(1, "ferry-hash") if plan.checksums else None
         self.kick_writeback = True
+        self.last_written: int | None = None  # the chunk whose writeback starts next
         self.kernel_copy = hasattr(os, "copy_file_range")
         _advise(src, os.POSIX_FADV_SEQUENTIAL)
 
@@ -139,7 +140,8 @@ class _Copy:
             return chunk_end, 0
         for seg_start, seg_end in segments:
             self._write(view[seg_start - offset:seg_end - offset], seg_start)
-        self._start_writeback(offset - self.plan.chunk_size)
+        self._start_writeback(self.last_written)
+        self.last_written = offset
         if self.hasher:
             future = self.hasher.submit(chunk_digest, view)
             self.busy[index] = future
@@ -213,13 +215,14 @@ class _Copy:
             raise CopyError("source_truncated", status.st_size,
                             f"the source ends at {status.st_size}, before {end}")
 
-    def _start_writeback(self, offset: int) -> None:
-        """Start writing the chunk before this one to disk now, not at the checkpoint.
+    def _start_writeback(self, offset: int | None) -> None:
+        """Start writing the last chunk written before this one to disk now, not at the
+        checkpoint (in a sparse volume it is rarely the chunk just before).
 
         POSIX_FADV_DONTNEED starts asynchronous writeback of dirty pages and drops only
         clean ones, so no data is lost; the checkpoint's fdatasync then waits for little.
         """
-        if offset >= 0 and self.kick_writeback:
+        if offset is not None and self.kick_writeback:
             self.kick_writeback = _advise(self.dst, os.POSIX_FADV_DONTNEED, offset,
                                           self.plan.chunk_size)
 
