@@ -23,6 +23,7 @@ from importer.mover.extents import missing_ranges
 from importer.mover.throttle import TokenBucket
 from importer.states import State
 
+MIN_CHUNK = 1024 * 1024
 STOP_CHECK_SECONDS = 0.2  # how often the copier re-reads the state: pause within 1 s
 _CHECKPOINTING_STATES = [State.COPY_IN_PROGRESS, State.PAUSED, State.CANCEL_IN_PROGRESS]
 
@@ -39,9 +40,13 @@ def new_lease_id() -> str:
     return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def copy_plan() -> CopyPlan:
-    return CopyPlan(chunk_size=settings.FERRY_CHUNK_BYTES,
-                    checkpoint_bytes=settings.FERRY_CHECKPOINT_BYTES,
+def copy_plan(rate_limit: float | None = None) -> CopyPlan:
+    """The configured plan; a throttled copy takes smaller chunks, so that its progress
+    still moves at least every second or so."""
+    chunk = settings.FERRY_CHUNK_BYTES
+    while rate_limit and chunk > MIN_CHUNK and chunk > rate_limit:
+        chunk //= 2
+    return CopyPlan(chunk_size=chunk, checkpoint_bytes=settings.FERRY_CHECKPOINT_BYTES,
                     checkpoint_seconds=settings.FERRY_CHECKPOINT_SECONDS,
                     checksums=settings.FERRY_VERIFY_CHECKSUMS)
 
@@ -86,8 +91,9 @@ def copy_slice(session: ImportSession, lease_id: str) -> str:
         try:
             progress.check_source(gaps[0][0])
             for start, end in gaps:
+                rate = progress.throttle.rate if progress.throttle else None
                 outcome = copy_range(
-                    source.fileno(), destination, start, end, plan=copy_plan(),
+                    source.fileno(), destination, start, end, plan=copy_plan(rate),
                     should_stop=progress.should_stop, on_checkpoint=progress.save,
                     throttle=progress.throttle, deadline=deadline)
                 if not outcome.finished:

@@ -32,6 +32,7 @@ from importer.mover.extents import allocated_bytes  # noqa: E402
 
 MiB, GiB = 1024 * 1024, 1024 * 1024 * 1024
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+PAUSES = 5
 WORK = Path(settings.VAR_DIR) / "work"
 SOURCES = Path(settings.FERRY_SOURCE_ROOTS[0])
 TARGETS = {"dense_ratio": 0.9, "sparse_ratio": 0.8, "verify_cost": 0.15,
@@ -242,7 +243,7 @@ def _bench_pause(results: dict) -> None:
     session = _import("dense.img", throttle_bytes_per_second=128 * MiB)
     services.perform_action(session.pk, "start_copy", actor=services.SYSTEM)
     latencies = []
-    for _ in range(RUNS):
+    for _ in range(PAUSES):
         session.refresh_from_db()
         goal = session.copied_bytes + 64 * MiB
         while session.copied_bytes < goal or not session.lease_owner:
@@ -278,8 +279,8 @@ def report(results: dict) -> None:
         ("worker peak RSS", f"{results['peak_rss_mib']:.0f} MiB", "target <= 256 MiB"),
         ("re-copied after kill -9", f"{results['recopy_after_kill_mib']:.0f} MiB",
          f"checkpoint interval {results['checkpoint_interval_mib']:.0f} MiB"),
-        ("pause latency (max of runs)", f"{results['pause_latency_s'] * 1000:.0f} ms",
-         "target <= 1000 ms"),
+        (f"pause latency (max of {PAUSES})", f"{results['pause_latency_s'] * 1000:.0f} ms",
+         f"median {results['pause_latency_median_s'] * 1000:.0f} ms; target <= 1000 ms"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure'.ljust(width)}  {'value':>12}  notes")

@@ -323,3 +323,12 @@ def test_a_pause_keeps_the_range_copied_since_the_last_checkpoint(source_root, a
     session.refresh_from_db()
     assert session.copied_bytes == 4 * MiB  # ...yet the four chunks copied are kept
     assert list(session.copied_extents.values_list("start", "end")) == [(0, 4 * MiB)]
+
+
+def test_a_slow_throttle_takes_small_chunks_so_progress_keeps_moving(settings):
+    from importer.copying import copy_plan
+
+    settings.FERRY_CHUNK_BYTES = 8 * MiB
+    assert copy_plan().chunk_size == 8 * MiB
+    assert copy_plan(rate_limit=5 * MiB).chunk_size == 4 * MiB
+    assert copy_plan(rate_limit=MiB).chunk_size == MiB  # a chunk a second at 1 MiB/s

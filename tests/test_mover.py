@@ -139,10 +139,27 @@ def test_verification_finds_the_chunk_that_changed(tmp_path):
         os.close(dst)
 
 
-def test_a_copy_must_start_on_a_chunk_boundary(tmp_path):
-    _write_layout(tmp_path / "src", 2 * MiB, [(0, 2 * MiB)])
-    with pytest.raises(ValueError):
-        copy_range(0, 1, 123, 2 * MiB, plan=PLAN)
+def test_a_resumed_copy_may_start_anywhere_with_another_chunk_size(tmp_path):
+    _write_layout(tmp_path / "src", 9 * MiB, [(0, 2 * MiB), (7 * MiB, MiB)])
+    src, dst = os.open(tmp_path / "src", os.O_RDONLY), os.open(tmp_path / "dst",
+                                                               os.O_WRONLY | os.O_CREAT)
+    checkpoints = []
+    try:
+        os.ftruncate(dst, 9 * MiB)
+        copy_range(src, dst, 0, 3 * MiB, plan=PLAN, on_checkpoint=checkpoints.append)
+        bigger = CopyPlan(chunk_size=4 * MiB, checkpoint_bytes=64 * MiB)
+        copy_range(src, dst, 3 * MiB, 9 * MiB, plan=bigger, on_checkpoint=checkpoints.append)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert _same(tmp_path)
+    assert [(c.start, c.end, c.chunk_size) for c in checkpoints] == [
+        (0, 3 * MiB, MiB), (3 * MiB, 9 * MiB, 4 * MiB)]
+    verify = os.open(tmp_path / "dst", os.O_RDONLY)
+    try:
+        assert all(first_mismatch(verify, c) is None for c in checkpoints)
+    finally:
+        os.close(verify)
 
 
 def test_the_token_bucket_paces_without_sleeping_whole_seconds():

@@ -90,6 +90,7 @@ class _Copy:
         _advise(src, os.POSIX_FADV_SEQUENTIAL)
 
     def run(self, start: int, end: int) -> CopyOutcome:
+        self.origin = start  # chunks are counted from here; checkpoints record their own
         segment_start = position = start
         written_since = 0  # a checkpoint bounds the data to copy again, so holes are free
         last_checkpoint = time.monotonic()
@@ -125,7 +126,7 @@ class _Copy:
         segments = self._segments(offset, chunk_end)
         if not segments:
             return self._skip_hole(offset, chunk_end, end), 0
-        index = (offset // self.plan.chunk_size) % 2
+        index = ((offset - self.origin) // self.plan.chunk_size) % 2
         if self.busy[index] is not None:
             self.busy[index].result()
         buffer = self.buffers[index]
@@ -159,7 +160,8 @@ class _Copy:
         if data >= end:
             self.check_source_size(end)  # past the end of a shrunken file is no hole
         size = self.plan.chunk_size
-        position = min(max(chunk_end, data - data % size), end)
+        chunk_of_data = self.origin + (data - self.origin) // size * size
+        position = min(max(chunk_end, chunk_of_data), end)
         self.pending.extend([ZERO_DIGEST] * -(-(position - offset) // size))
         return position
 
@@ -275,11 +277,10 @@ def copy_range(src: int, dst: int, start: int, end: int, *, plan: CopyPlan,
                deadline: float | None = None) -> CopyOutcome:
     """Copy [start, end) of ``src`` to the same offsets of ``dst`` (both raw fds).
 
-    ``start`` is a multiple of the chunk size. ``should_stop`` is asked between chunks and
+    Chunks are counted from ``start``; each checkpoint records its start and chunk size, so
+    a resumed copy may use another chunk size. ``should_stop`` is asked between chunks and
     returns a reason to stop or None. Stops at ``deadline`` (monotonic) with "slice_done".
     """
-    if start % plan.chunk_size:
-        raise ValueError("a copy starts on a chunk boundary")
     copy = _Copy(src, dst, plan, should_stop, on_checkpoint, throttle, deadline)
     copy.check_source_size(end)
     return copy.run(start, end)
