@@ -332,3 +332,33 @@ def test_a_slow_throttle_takes_small_chunks_so_progress_keeps_moving(settings):
     assert copy_plan().chunk_size == 8 * MiB
     assert copy_plan(rate_limit=5 * MiB).chunk_size == 4 * MiB
     assert copy_plan(rate_limit=MiB).chunk_size == MiB  # a chunk a second at 1 MiB/s
+
+
+def test_force_cancel_stops_without_rolling_the_source_back(source_root, admin_user, enqueued):
+    admin = services.Actor(admin_user)
+    source = write_random(source_root / "array" / "db.img", 2 * MiB)
+    session = _import(source_root / "array", "db.img", admin, enqueued)
+    session = _act(session, "enable_destination_volume", admin, enqueued)
+    location = session.destination_volume.location
+    session = _act(session, "cancel", admin, enqueued, force=True)
+    assert session.state == "Cancelled"
+    assert not os.path.exists(location)
+    assert not os.stat(source).st_mode & 0o222  # no rollback: the source stays read-only
+    assert session.events.get(action="cancel_succeeded").details == {
+        "forced": True, "source_restored": False}
+
+
+@pytest.mark.django_db
+def test_the_global_bandwidth_is_shared_by_the_running_copies(settings):
+    from importer.copying import _throttle_for
+    from tests.conftest import make_session
+
+    settings.FERRY_GLOBAL_BANDWIDTH = 100 * MiB
+    first = make_session("volume", "Copy_In_Progress", name="a")
+    make_session("volume", "Copy_In_Progress", name="b")
+    assert _throttle_for(first).rate == 50 * MiB
+    first.throttle_bytes_per_second = 10 * MiB  # the stricter limit wins
+    assert _throttle_for(first).rate == 10 * MiB
+    settings.FERRY_GLOBAL_BANDWIDTH = 0
+    first.throttle_bytes_per_second = None
+    assert _throttle_for(first) is None

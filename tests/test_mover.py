@@ -187,3 +187,27 @@ def test_missing_ranges_and_data_segments(tmp_path):
 def test_chunk_digests_are_xxh3_128():
     assert copier.chunk_digest(b"ferry") == __import__("xxhash").xxh3_128_hexdigest(b"ferry")
     assert Checkpoint(0, 1, 1).digests == []
+
+
+def test_a_read_error_is_a_copy_error_with_its_offset(tmp_path):
+    unreadable = os.open(tmp_path, os.O_RDONLY)  # a directory: every read fails with EISDIR
+    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(CopyError) as failure:
+            copy_range(unreadable, dst, 0, 2 * MiB, plan=PLAN)
+    finally:
+        os.close(unreadable)
+        os.close(dst)
+    assert failure.value.kind == "source_read_error"
+    assert failure.value.offset == 0 and "directory" in failure.value.cause
+
+
+def test_a_throttled_copy_keeps_to_its_rate(tmp_path):
+    import time
+
+    _write_layout(tmp_path / "src", 6 * MiB, [(0, 6 * MiB)])
+    started = time.monotonic()
+    _copy(tmp_path, 6 * MiB, throttle=TokenBucket(8 * MiB))
+    elapsed = time.monotonic() - started
+    assert elapsed >= (6 - 2) / 8  # 6 MiB at 8 MiB/s, less the quarter-second burst
+    assert _same(tmp_path)
