@@ -1,0 +1,102 @@
+// Ferry's dashboard behaviour: polling etiquette, confirmations, toasts, groups, theme.
+(function () {
+  "use strict";
+
+  // Rows poll only while the tab is visible and no menu or dialog is open.
+  window.ferryMayPoll = function () {
+    return document.visibilityState === "visible" &&
+      !document.querySelector(".dropdown-menu.show, .modal.show");
+  };
+
+  function csrfToken() {
+    return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
+  }
+
+  function post(button, extra) {
+    htmx.ajax("POST", button.dataset.url, {
+      target: button.dataset.target, swap: "outerHTML",
+      values: extra || {}, headers: { "X-CSRFToken": csrfToken() }
+    });
+  }
+
+  // Import Actions: run at once, or after the confirmation dialog with the operator notes.
+  var modalElement = document.getElementById("confirm-modal");
+  var modal = modalElement && new bootstrap.Modal(modalElement);
+  var pending = null;
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest(".ferry-actions [data-url]");
+    if (!button) { return; }
+    if (!button.dataset.confirm) { post(button); return; }
+    pending = button;
+    document.getElementById("confirm-title").textContent = button.dataset.label;
+    document.getElementById("confirm-session").textContent = button.dataset.sessionName;
+    document.getElementById("confirm-note").textContent = button.dataset.note;
+    var forced = button.dataset.force === "true";
+    document.getElementById("confirm-name-group").classList.toggle("d-none", !forced);
+    document.getElementById("confirm-name").value = "";
+    document.getElementById("confirm-submit").textContent = button.dataset.label;
+    modal.show();
+  });
+  if (modalElement) {
+    modalElement.addEventListener("shown.bs.modal", function () {
+      var forced = pending && pending.dataset.force === "true";
+      document.getElementById(forced ? "confirm-name" : "confirm-submit").focus();
+    });
+    document.getElementById("confirm-form").addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!pending) { return; }
+      var extra = {};
+      if (pending.dataset.force === "true") {
+        extra = { force: "true", confirm_name: document.getElementById("confirm-name").value };
+      }
+      post(pending, extra);
+      pending = null;
+      modal.hide();
+    });
+  }
+
+  // Toasts: the server says what happened in an HX-Trigger "ferry:toast" event.
+  document.body.addEventListener("ferry:toast", function (event) {
+    var toast = document.createElement("div");
+    var level = event.detail.level || "info";
+    toast.className = "toast align-items-center text-bg-" + level + " border-0";
+    toast.setAttribute("role", level === "danger" || level === "warning" ? "alert" : "status");
+    toast.innerHTML = '<div class="d-flex"><div class="toast-body"></div>' +
+      '<button type="button" class="btn-close btn-close-white me-2 m-auto" data-bs-dismiss="toast" aria-label="Close"></button></div>';
+    toast.querySelector(".toast-body").textContent = event.detail.message;
+    document.getElementById("toasts").appendChild(toast);
+    new bootstrap.Toast(toast, { delay: 8000 }).show();
+    toast.addEventListener("hidden.bs.toast", function () { toast.remove(); });
+  });
+
+  // Groups expand to show their members, and stay expanded when their rows re-render.
+  var expanded = new Set(JSON.parse(sessionStorage.getItem("ferry-expanded") || "[]"));
+  function applyExpanded(root) {
+    (root || document).querySelectorAll("tbody.ferry-group").forEach(function (body) {
+      var open = expanded.has(body.id);
+      body.classList.toggle("expanded", open);
+      var toggle = body.querySelector(".ferry-expand");
+      if (toggle) { toggle.setAttribute("aria-expanded", String(open)); }
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest(".ferry-expand");
+    if (!toggle) { return; }
+    var id = toggle.closest("tbody").id;
+    if (expanded.has(id)) { expanded.delete(id); } else { expanded.add(id); }
+    sessionStorage.setItem("ferry-expanded", JSON.stringify(Array.from(expanded)));
+    applyExpanded();
+  });
+  document.body.addEventListener("htmx:afterSettle", function () { applyExpanded(); });
+  applyExpanded();
+
+  // Light and dark mode toggle (theme.js applies it before the first paint).
+  var themeToggle = document.getElementById("theme-toggle");
+  if (themeToggle) {
+    themeToggle.addEventListener("click", function () {
+      var next = document.documentElement.getAttribute("data-bs-theme") === "dark" ? "light" : "dark";
+      document.documentElement.setAttribute("data-bs-theme", next);
+      localStorage.setItem("ferry-theme", next);
+    });
+  }
+})();
