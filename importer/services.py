@@ -113,6 +113,36 @@ def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
                                        description=description)
 
 
+def save_remote_system(system_id: int | None, *, name: str, driver_settings: dict,
+                       actor: Actor, description: str = "") -> RemoteSystem:
+    """Add a remote system, or change one. Its folder cannot move under a running import."""
+    if system_id is None:
+        return create_remote_system(name=name, driver_settings=driver_settings, actor=actor,
+                                    description=description)
+    actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
+    system = _get(RemoteSystem, system_id)
+    name = (name or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif RemoteSystem.objects.filter(name=name).exclude(pk=system.pk).exists():
+        errors["name"] = [f"A remote system named {name} already exists."]
+    try:
+        driver_settings = driver_class(system.driver_type).validate_settings(
+            driver_settings, settings.FERRY_SOURCE_ROOTS)
+    except SourceError as error:
+        errors["driver_settings"] = [error.message]
+    moved = driver_settings.get("path") != system.driver_settings.get("path")
+    if moved and system.import_sessions.filter(state__in=_IN_USE).exists():
+        errors.setdefault("driver_settings", []).append(
+            "The folder cannot change while imports from it are unfinished.")
+    if errors:
+        raise ValidationError(errors)
+    system.name, system.driver_settings, system.description = name, driver_settings, description
+    system.save(update_fields=["name", "driver_settings", "description"])
+    return system
+
+
 def delete_remote_system(system_id: int, *, actor: Actor) -> None:
     actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
     system = _get(RemoteSystem, system_id)

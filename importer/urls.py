@@ -8,8 +8,19 @@ app_name = "importer"
 
 urlpatterns = [
     path("", views.session_list, name="session-list"),
+    path("imports/new/", views.import_create, name="import-create"),
     path("imports/<int:pk>/", views.session_detail, name="session-detail"),
     path("imports/<int:pk>/row/", views.session_row, name="session-row"),
     path("imports/<int:pk>/actions/<str:action>/", views.session_action,
          name="session-action"),
+    path("remote-systems/", views.system_list, name="system-list"),
+    path("remote-systems/new/", views.system_edit, name="system-create"),
+    path("remote-systems/<int:pk>/edit/", views.system_edit, name="system-edit"),
+    path("remote-systems/<int:pk>/delete/", views.system_delete, name="system-delete"),
+    path("remote-systems/<int:pk>/discover/", views.system_discover, name="system-discover"),
+    path("hosts/", views.host_list, name="host-list"),
+    path("hosts/new/", views.host_edit, name="host-create"),
+    path("hosts/<int:pk>/edit/", views.host_edit, name="host-edit"),
+    path("events/", views.event_list, name="event-list"),
+    path("events.csv", views.event_export, name="event-export"),
 ]

@@ -1,21 +1,26 @@
 """The operator dashboard. Pages render whole; htmx requests get only a named partial."""
 
+import csv
+import itertools
 import json
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import connection
-from django.db.models import Prefetch, Q
-from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.db import connection, transaction
+from django.db.models import Count, Prefetch, Q
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.dateparse import parse_date
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from config.celery import app as celery_app
-from importer import services, states
-from importer.errors import ActionNotAllowed, FerryError
-from importer.models import ImportSession
+from importer import forms, roles, services, states
+from importer.errors import ActionNotAllowed, FerryError, ValidationError
+from importer.models import Host, ImportEvent, ImportSession, RemoteSystem
 
 PAGE_SIZE = 50
 SORTS = {"name": "name", "-name": "-name", "state": "state", "-state": "-state",
@@ -188,3 +193,239 @@ def healthz(request):
     healthy = all(checks.values())
     return JsonResponse({"status": "ok" if healthy else "unhealthy", **checks},
                         status=200 if healthy else 503)
+
+
+# --- Create import wizard --------------------------------------------------------------------
+
+_FIELD_STEPS = {"name": "options", "source_resource_id": "resources", "host_ids": "hosts",
+                "scheduled_timestamp": "options", "throttle_bytes_per_second": "options"}
+_FORM_FIELDS = {"source_resource_id": "resources", "host_ids": "hosts",
+                "scheduled_timestamp": "scheduled_at",
+                "throttle_bytes_per_second": "throttle_mbps"}
+
+
+@login_required
+def import_create(request):
+    if not request.user.has_perm(roles.OPERATE):
+        return _forbidden(request, "Your role can view imports but not create them.")
+    if request.method != "POST":
+        return _wizard(request, forms.ImportWizardForm(step="system"))
+    step = request.POST.get("step", "system")
+    step = step if step in forms.WIZARD_STEPS else "system"
+    position = forms.WIZARD_STEPS.index(step)
+    if request.POST.get("go") == "back" and position > 0:
+        return _wizard(request, _step_form(request, forms.WIZARD_STEPS[position - 1]))
+    form = forms.ImportWizardForm(request.POST, step=step)
+    if not form.is_valid():
+        return _wizard(request, form)
+    if step != "review":
+        return _wizard(request, _step_form(request, forms.WIZARD_STEPS[position + 1]))
+    return _create_imports(request, form)
+
+
+def _step_form(request, step):
+    """A step shown fresh: filled with the answers so far, no errors for what is to come."""
+    return forms.ImportWizardForm(step=step, initial=forms.answers(request.POST),
+                                  system_id=request.POST.get("remote_system"))
+
+
+def _create_imports(request, form):
+    data = form.cleaned_data
+    rows = {row["id"]: row["name"] for row in forms.resource_rows(data["remote_system"].pk)}
+    resources = data["resources"]
+    actor = services.Actor(request.user, _client_address(request))
+    try:
+        with transaction.atomic():  # several resources: all are created, or none
+            created = [services.create_import(
+                name=data["name"] if len(resources) == 1 else f"{data['name']} {rows[rid]}",
+                source_resource_id=rid, remote_system_id=data["remote_system"].pk,
+                host_ids=[host.pk for host in data["hosts"]],
+                automatic_cutover=data["automatic_cutover"],
+                scheduled_timestamp=form.scheduled_timestamp,
+                throttle_bytes_per_second=form.throttle_bytes_per_second, actor=actor)
+                for rid in resources]
+    except ValidationError as error:
+        first = next(iter(error.field_errors))
+        retry = forms.ImportWizardForm(request.POST, step=_FIELD_STEPS.get(first, "review"))
+        retry.is_valid()
+        for field, messages_ in error.field_errors.items():
+            retry.add_error(_FORM_FIELDS.get(field, field) if field in _FIELD_STEPS or
+                            field in retry.fields else None, messages_)
+        return _wizard(request, retry)
+    messages.success(request, f"Created {len(created)} import{'s' if len(created) > 1 else ''}: "
+                              f"{', '.join(s.name for s in created)}.")
+    target = reverse("importer:session-list")
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+def _wizard(request, form):
+    step_fields = forms.STEP_FIELDS[form.step]
+    carried = [(name, value) for name in forms.ImportWizardForm.base_fields
+               if name not in step_fields for value in request.POST.getlist(name)]
+    context = {"form": form, "step": form.step, "steps": forms.WIZARD_STEPS,
+               "step_number": forms.WIZARD_STEPS.index(form.step) + 1, "carried": carried,
+               "rows": forms.resource_rows(form.system_id), "review": _review(request, form),
+               "chosen": set(request.POST.getlist("resources"))}
+    template = "importer/import_wizard.html"
+    if request.htmx:
+        template += "#wizard"
+    return _htmx_response(request, render(request, template, context))
+
+
+def _review(request, form) -> dict:
+    if form.step != "review":
+        return {}
+    data = request.POST
+    system = RemoteSystem.objects.filter(pk=data.get("remote_system") or 0).first()
+    names = dict(forms.resource_choices(data.get("remote_system")))
+    hosts = Host.objects.filter(pk__in=[h for h in data.getlist("hosts") if h.isdigit()])
+    later = data.get("schedule") == "later"
+    return {"system": system, "resources": [names.get(r, r) for r in data.getlist("resources")],
+            "hosts": [host.name for host in hosts], "name": data.get("name", ""),
+            "start": f"{data.get('scheduled_at')} UTC" if later else "now",
+            "automatic_cutover": bool(data.get("automatic_cutover")),
+            "throttle": f"{data['throttle_mbps']} MB/s" if data.get("throttle_mbps") else "none"}
+
+
+def _forbidden(request, message):
+    return render(request, "importer/forbidden.html", {"message": message}, status=403)
+
+
+# --- Remote systems and hosts ----------------------------------------------------------------
+
+@login_required
+@require_GET
+def system_list(request):
+    systems = RemoteSystem.objects.annotate(
+        volume_count=Count("source_volumes", distinct=True),
+        session_count=Count("import_sessions", distinct=True)).order_by("name")
+    return render(request, "importer/system_list.html", {
+        "systems": systems, "can_manage": request.user.has_perm(roles.MANAGE_SYSTEMS),
+        "can_discover": request.user.has_perm(roles.OPERATE)})
+
+
+@login_required
+def system_edit(request, pk=None):
+    if not request.user.has_perm(roles.MANAGE_SYSTEMS):
+        return _forbidden(request, "Only admins add or change remote systems.")
+    system = get_object_or_404(RemoteSystem, pk=pk) if pk else None
+    initial = ({"name": system.name, "path": system.driver_settings.get("path", ""),
+                "description": system.description} if system else {})
+    form = forms.RemoteSystemForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        actor = services.Actor(request.user, _client_address(request))
+        try:
+            saved = services.save_remote_system(
+                system.pk if system else None, name=form.cleaned_data["name"],
+                driver_settings={"path": form.cleaned_data["path"]},
+                description=form.cleaned_data["description"], actor=actor)
+        except ValidationError as error:
+            for field, problems in error.field_errors.items():
+                form.add_error("path" if field == "driver_settings" else
+                               field if field in form.fields else None, problems)
+        else:
+            _discover(request, saved)
+            return redirect("importer:system-list")
+    return render(request, "importer/system_form.html", {"form": form, "system": system})
+
+
+@login_required
+@require_POST
+def system_delete(request, pk):
+    actor = services.Actor(request.user, _client_address(request))
+    try:
+        services.delete_remote_system(pk, actor=actor)
+        messages.success(request, "Remote system deleted.")
+    except FerryError as error:
+        messages.error(request, error.message)
+    return redirect("importer:system-list")
+
+
+@login_required
+@require_POST
+def system_discover(request, pk):
+    _discover(request, get_object_or_404(RemoteSystem, pk=pk))
+    return redirect("importer:system-list")
+
+
+def _discover(request, system) -> None:
+    actor = services.Actor(request.user, _client_address(request))
+    try:
+        found = services.discover_remote_system(system.pk, actor=actor)
+        messages.success(request, f"Discovered {found.source_volumes.count()} volumes and "
+                                  f"{found.source_groups.count()} groups on {found.name}.")
+    except FerryError as error:
+        messages.error(request, f"Discovery of {system.name} failed: {error.message}")
+
+
+@login_required
+@require_GET
+def host_list(request):
+    return render(request, "importer/host_list.html", {
+        "hosts": Host.objects.annotate(volume_count=Count("mappings")).order_by("name"),
+        "can_manage": request.user.has_perm("importer.change_host")})
+
+
+@login_required
+def host_edit(request, pk=None):
+    if not request.user.has_perm("importer.change_host"):
+        return _forbidden(request, "Only admins add or change hosts.")
+    host = get_object_or_404(Host, pk=pk) if pk else None
+    form = forms.HostForm(request.POST or None, instance=host)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Saved host {form.instance.name}.")
+        return redirect("importer:host-list")
+    return render(request, "importer/host_form.html", {"form": form, "host": host})
+
+
+# --- Events: the audit log -------------------------------------------------------------------
+
+EVENT_COLUMNS = ("timestamp", "session_name", "actor_name", "action", "from_state", "to_state",
+                 "outcome", "error_code", "error_message", "client_address")
+
+
+def _events(request):
+    events = ImportEvent.objects.all()
+    filters = {"session": "session_name__icontains", "actor": "actor_name__icontains",
+               "action": "action", "outcome": "outcome"}
+    for param, lookup in filters.items():
+        if request.GET.get(param):
+            events = events.filter(**{lookup: request.GET[param]})
+    for param, lookup in (("since", "timestamp__date__gte"), ("until", "timestamp__date__lte")):
+        if parse_date(request.GET.get(param, "") or ""):
+            events = events.filter(**{lookup: request.GET[param]})
+    return events.order_by("-timestamp", "-id")
+
+
+@login_required
+@require_GET
+def event_list(request):
+    page = Paginator(_events(request), 100).get_page(request.GET.get("page"))
+    actions = ImportEvent.objects.order_by().values_list("action", flat=True).distinct()
+    return render(request, "importer/event_list.html", {
+        "page": page, "actions": sorted(actions), "filters": _filters(request),
+        "params": request.GET})
+
+
+@login_required
+@require_GET
+def event_export(request):
+    writer = csv.writer(_Echo())
+    rows = (writer.writerow([getattr(e, c) for c in EVENT_COLUMNS])
+            for e in _events(request).iterator(chunk_size=2000))
+    response = StreamingHttpResponse(
+        itertools.chain([writer.writerow(EVENT_COLUMNS)], rows), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="ferry-events.csv"'
+    return response
+
+
+class _Echo:
+    """csv.writer writes to this and gets the line back, for streaming."""
+
+    def write(self, value):
+        return value

@@ -143,3 +143,35 @@ def test_screenshots_of_the_main_pages_in_light_and_dark(browser, live_server, o
         page.screenshot(path=SCREENSHOTS / f"imports-{scheme}.png")
         expect(page.locator("html")).to_have_attribute("data-bs-theme", scheme)
         context.close()
+
+
+def test_an_operator_creates_an_import_with_the_wizard(page, live_server, live_worker, operator,
+                                                       source_root):
+    write_random(source_root / "array" / "web01.img", 8 * MiB)
+    write_random(source_root / "array" / "cg-web" / "a.img", 4 * MiB)
+    discovered_system(source_root / "array", name="demo-array")
+    log_in(page, live_server, operator)
+    page.click("a:has-text('Create Import')")
+    page.check("label:has-text('demo-array')")
+    page.click("button:has-text('Next')")
+    page.check("label:has-text('web01.img')")
+    page.check("label:has-text('cg-web')")
+    page.screenshot(path=SCREENSHOTS / "wizard.png")
+    page.click("button:has-text('Next')")
+    page.click("button:has-text('Next')")  # no hosts
+    page.fill("#id_name", "")
+    page.click("button:has-text('Next')")
+    expect(page.locator(".invalid-feedback")).to_contain_text("required")  # server-side
+    page.fill("#id_name", "wave-1")
+    page.click("button:has-text('Next')")
+    expect(page.locator("#wizard")).to_contain_text("cg-web, web01.img")
+    page.click("button:has-text('Create')")
+    page.wait_for_url(f"{live_server.url}/")
+    expect(page.locator("#toasts .toast").last).to_contain_text("Created 2 imports")
+    created = ImportSession.objects.filter(parent_session__isnull=True)
+    assert sorted(created.values_list("name", flat=True)) == ["wave-1 cg-web", "wave-1 web01.img"]
+    for session in created:
+        expect(_badge(page, session)).to_have_text("Ready To Enable Destination Volume",
+                                                   timeout=20000)
+    page.goto(f"{live_server.url}/remote-systems/")
+    page.screenshot(path=SCREENSHOTS / "remote-systems.png")

@@ -55,7 +55,14 @@
     });
   }
 
-  // Toasts: the server says what happened in an HX-Trigger "ferry:toast" event.
+  // Toasts: the server says what happened in an HX-Trigger "ferry:toast" event, or, after
+  // a full page load, in Django's messages.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("template.ferry-message").forEach(function (message) {
+      document.body.dispatchEvent(new CustomEvent("ferry:toast", {
+        detail: { level: message.dataset.level, message: message.innerHTML.trim() } }));
+    });
+  });
   document.body.addEventListener("ferry:toast", function (event) {
     var toast = document.createElement("div");
     var level = event.detail.level || "info";

@@ -1,0 +1,150 @@
+"""Dashboard forms: the create-import wizard, remote systems and hosts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import forms
+from django.utils import timezone
+
+from importer.models import Host, ImportableCriteria, RemoteSystem, SourceGroup, SourceVolume
+
+MB = 1000 * 1000
+
+class BootstrapMixin:
+    """Bootstrap classes on every widget, so templates render fields plainly."""
+
+    def style_widgets(self):
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, (forms.CheckboxSelectMultiple, forms.RadioSelect)):
+                continue
+            css = "form-check-input" if isinstance(widget, forms.CheckboxInput) else \
+                "form-select" if isinstance(widget, forms.Select) else "form-control"
+            widget.attrs.setdefault("class", css)
+
+
+WIZARD_STEPS = ("system", "resources", "hosts", "options", "review")
+STEP_FIELDS = {
+    "system": ("remote_system",),
+    "resources": ("resources",),
+    "hosts": ("hosts",),
+    "options": ("name", "schedule", "scheduled_at", "automatic_cutover", "throttle_mbps"),
+    "review": (),
+}
+
+
+class ImportWizardForm(BootstrapMixin, forms.Form):
+    use_required_attribute = False  # the server checks every step and says what is wrong
+    remote_system = forms.ModelChoiceField(RemoteSystem.objects.all(), widget=forms.RadioSelect,
+                                           empty_label=None)
+    resources = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+    hosts = forms.ModelMultipleChoiceField(Host.objects.all(), required=False,
+                                           widget=forms.CheckboxSelectMultiple)
+    name = forms.CharField(max_length=200, help_text="With several resources, each import is "
+                           "named after it: <name> <resource>.")
+    schedule = forms.ChoiceField(choices=[("now", "Start now"), ("later", "Schedule")],
+                                 initial="now", widget=forms.RadioSelect)
+    scheduled_at = forms.DateTimeField(required=False, label="Start at (UTC)",
+                                       widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+                                       input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+    automatic_cutover = forms.BooleanField(required=False)
+    throttle_mbps = forms.IntegerField(required=False, min_value=2, label="Bandwidth limit (MB/s)",
+                                       help_text="Leave empty for no limit.")
+
+    def __init__(self, *args, step: str = "system", system_id=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.step = step
+        self.system_id = self.data.get("remote_system") if self.is_bound else system_id
+        self.fields["resources"].choices = resource_choices(self.system_id)
+        self.style_widgets()
+        upto = WIZARD_STEPS.index(step)
+        for later in WIZARD_STEPS[upto + 1:]:  # only what the operator has seen is checked
+            for field in STEP_FIELDS[later]:
+                self.fields[field].required = False
+
+    def clean(self):
+        data = super().clean()
+        if data.get("schedule") == "later" and WIZARD_STEPS.index(self.step) >= 3:
+            when = data.get("scheduled_at")
+            if when is None:
+                self.add_error("scheduled_at", "Choose when the import starts.")
+            elif timezone.is_naive(when):
+                data["scheduled_at"] = timezone.make_aware(when, timezone.get_current_timezone())
+        return data
+
+    @property
+    def scheduled_timestamp(self) -> datetime | None:
+        data = self.cleaned_data
+        return data.get("scheduled_at") if data.get("schedule") == "later" else None
+
+    @property
+    def throttle_bytes_per_second(self) -> int | None:
+        mbps = self.cleaned_data.get("throttle_mbps")
+        return mbps * MB if mbps else None
+
+
+def answers(post) -> dict:
+    """The wizard's answers so far, as a form's initial values."""
+    multiple = {"resources", "hosts"}
+    return {name: post.getlist(name) if name in multiple else post.get(name)
+            for name in ImportWizardForm.base_fields if name in post}
+
+
+def importable(source) -> tuple[bool, str]:
+    if source.importable_criteria == ImportableCriteria.READY:
+        return True, ""
+    reason = source.get_importable_criteria_display()
+    return False, f"{reason}{': ' + source.importable_reason if source.importable_reason else ''}"
+
+
+def resource_rows(system_id):
+    """What the resources step lists: groups, then volumes that belong to no group."""
+    if not system_id or not str(system_id).isdigit():
+        return []
+    groups = SourceGroup.objects.filter(remote_system_id=system_id).prefetch_related("volumes")
+    volumes = SourceVolume.objects.filter(remote_system_id=system_id, group__isnull=True)
+    rows = [{"id": str(g.pk), "name": g.name, "kind": "Consistency group", "size": g.size,
+             "members": len(g.volumes.all()), "criteria": g.get_importable_criteria_display(),
+             "ok": importable(g)[0], "reason": importable(g)[1]} for g in groups]
+    rows += [{"id": str(v.pk), "name": v.name, "kind": "Volume", "size": v.size, "members": 0,
+              "criteria": v.get_importable_criteria_display(), "ok": importable(v)[0],
+              "reason": importable(v)[1]} for v in volumes]
+    return rows
+
+
+def resource_choices(system_id):
+    return [(row["id"], row["name"]) for row in resource_rows(system_id) if row["ok"]]
+
+
+class RemoteSystemForm(BootstrapMixin, forms.Form):
+    name = forms.CharField(max_length=128)
+    path = forms.CharField(max_length=1000, label="Folder",
+                           help_text="A folder under the allowed source roots.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.style_widgets()
+
+
+class HostForm(BootstrapMixin, forms.ModelForm):
+    initiators_text = forms.CharField(required=False, label="Initiators",
+                                      widget=forms.Textarea(attrs={"rows": 3}),
+                                      help_text="One IQN or WWN per line.")
+
+    class Meta:
+        model = Host
+        fields = ["name", "os_type", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["initiators_text"].initial = "\n".join(self.instance.initiators)
+        self.style_widgets()
+
+    def save(self, commit=True):
+        self.instance.initiators = [line.strip() for line in
+                                    self.cleaned_data["initiators_text"].splitlines()
+                                    if line.strip()]
+        return super().save(commit)
