@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from importer.models import ImportSession, RemoteSystem
-from tests.conftest import MiB, HostFactory, discovered_system, make_session, write_random
+from tests.conftest import HostFactory, MiB, discovered_system, make_session, write_random
 
 WIZARD = reverse("importer:import-create")
 
