@@ -32,8 +32,9 @@ migrate: setup
 demo: setup
 	$(PY) manage.py seed_demo
 
-bench: setup ## Measure the data mover against cp (prints a table and a JSON line)
+bench: setup ## Measure the mover against cp, and the dashboard at 10,000 sessions
 	FERRY_VAR_DIR=var/bench $(PY) -m tests.bench
+	FERRY_VAR_DIR=var/bench-dashboard $(PY) -m tests.bench_dashboard
 
 lint: setup ## Check style and imports with ruff
 	$(BIN)/ruff check .

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.urls import reverse
+
 from importer import roles, states
 from importer.states import Action
 
@@ -41,12 +43,16 @@ class MenuEntry:
     reason: str  # why it is disabled, for the tooltip
     confirm: bool
     note: str
+    url: str = ""
 
 
 def action_menu(session, user) -> list[MenuEntry]:
+    """The menu for one session; reversed once per row (the page renders 50 of them)."""
     allowed = session.allowed_actions
     may_operate = user.has_perm(roles.OPERATE)
     label = session.state_info.label
+    url = reverse("importer:session-action", args=[session.pk, "ACTION"]).replace(
+        "ACTION", "{action}")
     entries = []
     for action in MENU_ACTIONS:
         if not may_operate:
@@ -58,7 +64,8 @@ def action_menu(session, user) -> list[MenuEntry]:
         else:
             reason = ""
         entries.append(MenuEntry(action.value, states.ACTION_LABELS[action], not reason, reason,
-                                 action in CONFIRMED_ACTIONS, OPERATOR_NOTES.get(action, "")))
+                                 action in CONFIRMED_ACTIONS, OPERATOR_NOTES.get(action, ""),
+                                 url.format(action=action.value)))
     return entries
 
 

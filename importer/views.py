@@ -46,8 +46,9 @@ def session_list(request):
     chosen_states = [s for s in request.GET.getlist("state") if s in states.STATES]
     query = request.GET.get("q", "").strip()
     sort = request.GET.get("sort", "-created")
-    sessions = _sessions().filter(parent_session__isnull=True).prefetch_related(
-        Prefetch("members", queryset=_sessions().order_by("name")))
+    # Members are rendered for expanded groups only (they ask for them): the page stays
+    # 50 rows however large the groups are.
+    sessions = _sessions().filter(parent_session__isnull=True)
     if chosen_states:
         sessions = sessions.filter(state__in=chosen_states)
     if query:
@@ -76,10 +77,15 @@ def session_row(request, pk):
 
 
 def _render_row(request, pk):
-    session = get_object_or_404(_sessions().prefetch_related(
-        Prefetch("members", queryset=_sessions().order_by("name"))), pk=pk)
+    with_members = request.GET.get("members") == "true"
+    sessions = _sessions()
+    if with_members:
+        sessions = sessions.prefetch_related(
+            Prefetch("members", queryset=_sessions().order_by("name")))
+    session = get_object_or_404(sessions, pk=pk)
     return _htmx_response(request, render(
-        request, "importer/session_list.html#session-row", {"session": session}))
+        request, "importer/session_list.html#session-row",
+        {"session": session, "with_members": with_members and session.is_group}))
 
 
 @login_required
@@ -138,7 +144,7 @@ def session_action(request, pk, action):
     elif request.htmx.target == "detail-panel":
         response = _render_detail(request, pk)
     else:
-        response = _render_row(request, pk)
+        response = _render_row(request, pk)  # members come back on the next poll
     response["HX-Trigger"] = json.dumps({"ferry:toast": {"level": toast[0],
                                                          "message": toast[1]}})
     return response

@@ -180,3 +180,16 @@ def test_the_details_show_the_error_the_timeline_and_the_next_step(client, opera
     body = client.get(reverse("importer:session-detail", args=[session.pk])).content.decode()
     assert "source_truncated" in body and "offset 4096" in body
     assert "Next step: cancel the import" in body
+
+
+@pytest.mark.django_db
+def test_group_members_are_rendered_only_when_the_group_is_expanded(
+        client, operator, django_assert_max_num_queries):
+    client.force_login(operator)
+    group = make_session("group", "In_Progress", name="cg")
+    url = reverse("importer:session-row", args=[group.pk])
+    collapsed = client.get(url, **HTMX).content.decode()
+    assert "ferry-member" not in collapsed and 'hx-vals=' in collapsed
+    with django_assert_max_num_queries(7):
+        expanded = client.get(url, {"members": "true"}, **HTMX).content.decode()
+    assert expanded.count('class="ferry-member"') == 2 and "expanded" in expanded

@@ -76,26 +76,38 @@
     toast.addEventListener("hidden.bs.toast", function () { toast.remove(); });
   });
 
-  // Groups expand to show their members, and stay expanded when their rows re-render.
+  // Groups expand to show their members. The server renders members only for groups that
+  // ask (a row poll sends members=true for an expanded group), and expansion is remembered.
   var expanded = new Set(JSON.parse(sessionStorage.getItem("ferry-expanded") || "[]"));
-  function applyExpanded(root) {
-    (root || document).querySelectorAll("tbody.ferry-group").forEach(function (body) {
-      var open = expanded.has(body.id);
-      body.classList.toggle("expanded", open);
+  window.ferryExpanded = function (id) { return expanded.has(id); };
+  function loadRow(body) {
+    htmx.ajax("GET", body.dataset.rowUrl + "?members=" + expanded.has(body.id),
+              { target: "#" + body.id, swap: "outerHTML" });
+  }
+  function markExpanded() {
+    document.querySelectorAll("tbody.ferry-group").forEach(function (body) {
       var toggle = body.querySelector(".ferry-expand");
-      if (toggle) { toggle.setAttribute("aria-expanded", String(open)); }
+      if (toggle) { toggle.setAttribute("aria-expanded", String(expanded.has(body.id))); }
     });
+  }
+  function showExpanded(root) {  // groups remembered as open get their members
+    (root || document).querySelectorAll("tbody.ferry-group:not(.expanded)").forEach(
+      function (body) { if (expanded.has(body.id)) { loadRow(body); } });
+    markExpanded();
   }
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest(".ferry-expand");
     if (!toggle) { return; }
-    var id = toggle.closest("tbody").id;
-    if (expanded.has(id)) { expanded.delete(id); } else { expanded.add(id); }
+    var body = toggle.closest("tbody");
+    if (expanded.has(body.id)) { expanded.delete(body.id); } else { expanded.add(body.id); }
     sessionStorage.setItem("ferry-expanded", JSON.stringify(Array.from(expanded)));
-    applyExpanded();
+    loadRow(body);
   });
-  document.body.addEventListener("htmx:afterSettle", function () { applyExpanded(); });
-  applyExpanded();
+  document.body.addEventListener("htmx:afterSettle", function (event) {
+    if (event.detail.target && event.detail.target.id === "session-table") { showExpanded(); }
+    markExpanded();
+  });
+  showExpanded();
 
   // Light and dark mode toggle (theme.js applies it before the first paint).
   var themeToggle = document.getElementById("theme-toggle");
