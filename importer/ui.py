@@ -69,6 +69,13 @@ def action_menu(session, user) -> list[MenuEntry]:
     return entries
 
 
+def bulk_menu() -> list[MenuEntry]:
+    """Bulk actions: every menu action; each selected session is checked on its own."""
+    return [MenuEntry(action.value, states.ACTION_LABELS[action], True, "",
+                      action in CONFIRMED_ACTIONS, OPERATOR_NOTES.get(action, ""))
+            for action in MENU_ACTIONS]
+
+
 def can_force_cancel(session, user) -> bool:
     return (Action.CANCEL in session.allowed_actions and not session.is_member
             and user.has_perm(roles.FORCE_CANCEL))

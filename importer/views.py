@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from config.celery import app as celery_app
-from importer import forms, roles, services, states
+from importer import forms, roles, services, states, ui
 from importer.errors import ActionNotAllowed, FerryError, ValidationError
 from importer.models import Host, ImportEvent, ImportSession, RemoteSystem
 
@@ -57,7 +57,8 @@ def session_list(request):
     sessions = sessions.order_by(SORTS.get(sort, "-created"), "-pk")
     page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "chosen_states": chosen_states, "query": query, "sort": sort,
-               "all_states": states.STATES.values(), "filters": _filters(request)}
+               "all_states": states.STATES.values(), "filters": _filters(request),
+               "bulk_menu": ui.bulk_menu()}
     template = "importer/session_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#session-table"
@@ -148,6 +149,35 @@ def session_action(request, pk, action):
     response["HX-Trigger"] = json.dumps({"ferry:toast": {"level": toast[0],
                                                          "message": toast[1]}})
     return response
+
+
+BULK_LIMIT = 200
+
+
+@login_required
+@require_POST
+def bulk_action(request, action):
+    """Run one action on each selected session, each on its own; report row by row."""
+    ids = [int(i) for i in request.POST.get("ids", "").split(",") if i.strip().isdigit()]
+    results = [_bulk_one(request, pk, action) for pk in ids[:BULK_LIMIT]]
+    done = sum(1 for result in results if result["level"] == "success")
+    label = states.ACTION_LABELS.get(action, action)
+    if not results:
+        toast = ("warning", "Select at least one import first.")
+    else:
+        toast = ("success" if done == len(results) else "warning",
+                 f"{label}: {done} of {len(results)} succeeded.")
+    response = render(request, "importer/session_list.html#bulk-results",
+                      {"results": results, "label": label})
+    response["HX-Trigger"] = json.dumps({
+        "ferry:toast": {"level": toast[0], "message": toast[1]}, "ferry:refresh-table": {}})
+    return _htmx_response(request, response)
+
+
+def _bulk_one(request, pk, action) -> dict:
+    name = _name_of(pk) or f"#{pk}"
+    level, message = _run_action(request, pk, action, force=False)
+    return {"name": name, "level": level, "message": message}
 
 
 def _name_of(pk) -> str:

@@ -129,20 +129,46 @@ def test_a_refused_action_shows_a_toast_and_refreshes_the_menu(page, live_server
     expect(_menu_item(body, "cutover")).to_be_disabled()
 
 
-def test_screenshots_of_the_main_pages_in_light_and_dark(browser, live_server, operator):
+def test_screenshots_of_the_main_pages_in_light_and_dark(browser, live_server, operator,
+                                                        source_root):
+    write_random(source_root / "array" / "db01.img", MiB)
+    discovered_system(source_root / "array", name="demo-array")
     for index, state in enumerate(("Copy_In_Progress", "Ready_For_Cutover", "Cancel_Required",
                                    "Paused", "Import_Completed")):
         make_session("volume", state, name=f"volume-{index}", progress_percentage=20 * index)
+    failed = ImportSession.objects.get(name="volume-2")
+    failed.error_code, failed.error_message = "source_truncated", "db01.img ended early."
+    failed.save()
     make_session("group", "In_Progress", name="finance-cg", progress_percentage=40)
     SCREENSHOTS.mkdir(exist_ok=True)
+    pages = {"imports": "/", "details": f"/imports/{failed.pk}/",
+             "wizard": "/imports/new/", "remote-systems": "/remote-systems/"}
     for scheme in ("light", "dark"):
         context = browser.new_context(viewport={"width": 1440, "height": 900},
                                       color_scheme=scheme)
         page = context.new_page()
         log_in(page, live_server, operator)
-        page.screenshot(path=SCREENSHOTS / f"imports-{scheme}.png")
         expect(page.locator("html")).to_have_attribute("data-bs-theme", scheme)
+        for name, path in pages.items():
+            page.goto(f"{live_server.url}{path}")
+            page.screenshot(path=SCREENSHOTS / f"{name}-{scheme}.png")
         context.close()
+
+
+def test_a_bulk_action_reports_row_by_row(page, live_server, operator):
+    copying = [make_session("volume", "Copy_In_Progress", name=f"copy-{i}") for i in range(2)]
+    done = make_session("volume", "Import_Completed", name="done")
+    log_in(page, live_server, operator)
+    for session in (*copying, done):
+        page.locator(f"#session-{session.pk} .ferry-row-select").check()
+    expect(page.locator("#selected-count")).to_have_text("3 selected")
+    page.click("button:has-text('Bulk Actions')")
+    page.click("[data-bulk]:has-text('Pause')")
+    results = page.locator("#bulk-results")
+    expect(results).to_contain_text("copy-0: Pause: copy-0 is Paused.")
+    expect(results).to_contain_text("done: Pause was refused")
+    for session in copying:
+        expect(_badge(page, session)).to_have_text("Paused")
 
 
 def test_an_operator_creates_an_import_with_the_wizard(page, live_server, live_worker, operator,
@@ -156,7 +182,6 @@ def test_an_operator_creates_an_import_with_the_wizard(page, live_server, live_w
     page.click("button:has-text('Next')")
     page.check("label:has-text('web01.img')")
     page.check("label:has-text('cg-web')")
-    page.screenshot(path=SCREENSHOTS / "wizard.png")
     page.click("button:has-text('Next')")
     page.click("button:has-text('Next')")  # no hosts
     page.fill("#id_name", "")
@@ -173,5 +198,3 @@ def test_an_operator_creates_an_import_with_the_wizard(page, live_server, live_w
     for session in created:
         expect(_badge(page, session)).to_have_text("Ready To Enable Destination Volume",
                                                    timeout=20000)
-    page.goto(f"{live_server.url}/remote-systems/")
-    page.screenshot(path=SCREENSHOTS / "remote-systems.png")

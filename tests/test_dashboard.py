@@ -193,3 +193,28 @@ def test_group_members_are_rendered_only_when_the_group_is_expanded(
     with django_assert_max_num_queries(7):
         expanded = client.get(url, {"members": "true"}, **HTMX).content.decode()
     assert expanded.count('class="ferry-member"') == 2 and "expanded" in expanded
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_actions_check_each_row_and_report_row_by_row(client, operator, enqueued):
+    client.force_login(operator)
+    first = make_session("volume", "Copy_In_Progress", name="first")
+    second = make_session("volume", "Copy_In_Progress", name="second")
+    done = make_session("volume", "Import_Completed", name="done")
+    response = client.post(reverse("importer:bulk-action", args=["pause"]),
+                           {"ids": f"{first.pk},{second.pk},{done.pk},oops"}, **HTMX)
+    body = response.content.decode()
+    toast = json.loads(response["HX-Trigger"])["ferry:toast"]
+    assert toast == {"level": "warning", "message": "Pause: 2 of 3 succeeded."}
+    assert "<strong>first</strong>: Pause: first is Paused." in body
+    assert "<strong>done</strong>: Pause was refused" in body
+    assert set(ImportSession.objects.values_list("name", "state")) == {
+        ("first", "Paused"), ("second", "Paused"), ("done", "Import_Completed")}
+
+
+@pytest.mark.django_db
+def test_a_bulk_action_with_nothing_selected_says_so(client, operator):
+    client.force_login(operator)
+    response = client.post(reverse("importer:bulk-action", args=["pause"]), {"ids": ""},
+                           **HTMX)
+    assert "Select at least one" in json.loads(response["HX-Trigger"])["ferry:toast"]["message"]

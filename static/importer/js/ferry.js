@@ -28,6 +28,7 @@
     if (!button) { return; }
     if (!button.dataset.confirm) { post(button); return; }
     pending = button;
+    bulkPending = null;
     document.getElementById("confirm-title").textContent = button.dataset.label;
     document.getElementById("confirm-session").textContent = button.dataset.sessionName;
     document.getElementById("confirm-note").textContent = button.dataset.note;
@@ -44,6 +45,7 @@
     });
     document.getElementById("confirm-form").addEventListener("submit", function (event) {
       event.preventDefault();
+      if (bulkPending) { runBulk(bulkPending); bulkPending = null; modal.hide(); return; }
       if (!pending) { return; }
       var extra = {};
       if (pending.dataset.force === "true") {
@@ -54,6 +56,54 @@
       modal.hide();
     });
   }
+
+  // Row checkboxes and bulk actions: the selection survives row polls.
+  var selected = new Set();
+  function syncSelection() {
+    document.querySelectorAll(".ferry-row-select").forEach(function (box) {
+      box.checked = selected.has(box.value);
+    });
+    var count = document.getElementById("selected-count");
+    if (count) {
+      count.textContent = selected.size ? selected.size + " selected" : "No imports selected";
+    }
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.classList.contains("ferry-row-select")) {
+      if (event.target.checked) { selected.add(event.target.value); }
+      else { selected.delete(event.target.value); }
+    } else if (event.target.id === "select-all") {
+      document.querySelectorAll(".ferry-row-select").forEach(function (box) {
+        if (event.target.checked) { selected.add(box.value); } else { selected.delete(box.value); }
+      });
+    } else { return; }
+    syncSelection();
+  });
+  document.body.addEventListener("htmx:afterSettle", syncSelection);
+  var bulkPending = null;
+  function runBulk(button) {
+    htmx.ajax("POST", button.dataset.bulk, {
+      target: "#bulk-results", swap: "innerHTML",
+      values: { ids: Array.from(selected).join(",") }, headers: { "X-CSRFToken": csrfToken() }
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-bulk]");
+    if (!button) { return; }
+    if (!button.dataset.note) { runBulk(button); return; }
+    bulkPending = button;
+    pending = null;
+    document.getElementById("confirm-title").textContent = button.dataset.label + " (bulk)";
+    document.getElementById("confirm-session").textContent = selected.size + " imports selected";
+    document.getElementById("confirm-note").textContent = button.dataset.note;
+    document.getElementById("confirm-name-group").classList.add("d-none");
+    document.getElementById("confirm-submit").textContent = button.dataset.label;
+    modal.show();
+  });
+  document.body.addEventListener("ferry:refresh-table", function () {
+    htmx.ajax("GET", window.location.pathname + window.location.search,
+              { target: "#session-table", swap: "outerHTML" });
+  });
 
   // Toasts: the server says what happened in an HX-Trigger "ferry:toast" event, or, after
   // a full page load, in Django's messages.
