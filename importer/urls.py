@@ -9,6 +9,7 @@ app_name = "importer"
 urlpatterns = [
     path("", views.session_list, name="session-list"),
     path("imports/new/", views.import_create, name="import-create"),
+    path("imports/counts/", views.import_counts, name="import-counts"),
     path("imports/bulk/<str:action>/", views.bulk_action, name="bulk-action"),
     path("imports/<int:pk>/", views.session_detail, name="session-detail"),
     path("imports/<int:pk>/row/", views.session_row, name="session-row"),

@@ -155,6 +155,13 @@ BULK_LIMIT = 200
 
 
 @login_required
+@require_GET
+def import_counts(request):
+    """The top bar's counts, polled so they follow the imports."""
+    return _htmx_response(request, render(request, "importer/components/import_counts.html"))
+
+
+@login_required
 @require_POST
 def bulk_action(request, action):
     """Run one action on each selected session, each on its own; report row by row."""

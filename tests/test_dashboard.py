@@ -218,3 +218,14 @@ def test_a_bulk_action_with_nothing_selected_says_so(client, operator):
     response = client.post(reverse("importer:bulk-action", args=["pause"]), {"ids": ""},
                            **HTMX)
     assert "Select at least one" in json.loads(response["HX-Trigger"])["ferry:toast"]["message"]
+
+
+@pytest.mark.django_db
+def test_the_top_bar_counts_follow_the_imports(client, operator):
+    client.force_login(operator)
+    make_session("volume", "Copy_In_Progress", name="a")
+    make_session("volume", "Ready_For_Cutover", name="b")
+    make_session("volume", "Cancel_Required", name="c")
+    body = client.get(reverse("importer:import-counts"), **HTMX).content.decode()
+    assert "1 active" in body and "1 ready for cutover" in body and "1 need attention" in body
+    assert 'hx-trigger="every 5s' in body
