@@ -794,6 +794,8 @@ def run_copy(session_id: int, *, handoff: str | None = None) -> str:
 
     session = _load_for_work(session_id, State.COPY_IN_PROGRESS)
     if session is None:
+        if handoff:  # paused or stopped during the hand-off: let go of what we were given
+            copying.release_lease(session_id, handoff, keep_for_handoff=False)
         return "not_copying"
     lease_id = copying.new_lease_id()
     if not copying.acquire_lease(session_id, lease_id, handoff):

@@ -315,3 +315,14 @@ def log_in(page, live_server, user):
     page.fill("#id_password", "correct horse battery staple")
     page.click("button:has-text('Log in')")
     page.wait_for_selector("#session-table")
+
+
+def start_copying(source, actor, name: str, **options) -> ImportSession:
+    """Create an import and take it, through the real worker, into its copy."""
+    session = services.create_import(name=name, source_resource_id=source.pk, actor=actor,
+                                     **options)
+    wait_for_state(session, "Mirror_Enabled")
+    services.perform_action(session.pk, "enable_destination_volume", actor=actor)
+    wait_for_state(session, "Ready_To_Start_Copy")
+    services.perform_action(session.pk, "start_copy", actor=actor)
+    return session

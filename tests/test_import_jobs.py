@@ -362,3 +362,22 @@ def test_the_global_bandwidth_is_shared_by_the_running_copies(settings):
     settings.FERRY_GLOBAL_BANDWIDTH = 0
     first.throttle_bytes_per_second = None
     assert _throttle_for(first) is None
+
+
+def test_a_pause_during_the_slice_hand_off_releases_the_lease(source_root, actor, enqueued,
+                                                              settings):
+    settings.FERRY_COPY_SLICE_SECONDS = 0  # every slice ends after one chunk: a hand-off
+    write_random(source_root / "array" / "db.img", 4 * MiB)
+    session = _import(source_root / "array", "db.img", actor, enqueued)
+    session = _act(session, "enable_destination_volume", actor, enqueued)
+    services.perform_action(session.pk, "start_copy", actor=actor)
+    from importer import tasks
+    first_slice = enqueued.pop(0)
+    tasks.copy_session_task.run(*first_slice[1:])
+    handoff = enqueued.pop(0)
+    session.refresh_from_db()
+    assert handoff[0] == "copy_session_task" and session.lease_owner == handoff[2]
+    services.perform_action(session.pk, "pause", actor=actor)
+    tasks.copy_session_task.run(*handoff[1:])
+    session.refresh_from_db()
+    assert session.state == "Paused" and session.lease_owner == ""

@@ -15,6 +15,7 @@ from tests.conftest import (
     MiB,
     discovered_system,
     sha256_of,
+    start_copying,
     wait_for,
     wait_for_state,
     write_random,
@@ -27,13 +28,8 @@ KILLS = 5
 def _start_copy(source_root, operator_actor, size, throttle):
     source = write_random(source_root / "array" / "db.img", size)
     system = discovered_system(source_root / "array")
-    session = services.create_import(name="db", actor=operator_actor,
-                                     source_resource_id=system.source_volumes.get().pk,
-                                     throttle_bytes_per_second=throttle)
-    wait_for_state(session, "Mirror_Enabled")
-    services.perform_action(session.pk, "enable_destination_volume", actor=operator_actor)
-    wait_for_state(session, "Ready_To_Start_Copy")
-    services.perform_action(session.pk, "start_copy", actor=operator_actor)
+    session = start_copying(system.source_volumes.get(), operator_actor, "db",
+                            throttle_bytes_per_second=throttle)
     return source, session
 
 
@@ -104,13 +100,8 @@ def test_a_sparse_volume_stays_sparse_and_cuts_over_automatically(source_root, l
             sparse.write(os.urandom(MiB + 123))
         os.fsync(sparse.fileno())  # compare allocations after writeback, not before
     system = discovered_system(source_root / "array")
-    session = services.create_import(name="sparse", actor=operator_actor,
-                                     source_resource_id=system.source_volumes.get().pk,
-                                     automatic_cutover=True)
-    wait_for_state(session, "Mirror_Enabled")
-    services.perform_action(session.pk, "enable_destination_volume", actor=operator_actor)
-    wait_for_state(session, "Ready_To_Start_Copy")
-    services.perform_action(session.pk, "start_copy", actor=operator_actor)
+    session = start_copying(system.source_volumes.get(), operator_actor, "sparse",
+                            automatic_cutover=True)
     wait_for_state(session, "Import_Completed", 120)
     location = session.destination_volume.location
     assert sha256_of(location) == sha256_of(path)

@@ -11,6 +11,7 @@ from tests.conftest import (
     MiB,
     discovered_system,
     sha256_of,
+    start_copying,
     wait_for,
     wait_for_state,
     write_random,
@@ -23,13 +24,8 @@ def _copying(source_root, operator_actor, size=96 * MiB):
     source = write_random(source_root / "array" / "db.img", size)
     mode = stat.S_IMODE(os.stat(source).st_mode)
     system = discovered_system(source_root / "array")
-    session = services.create_import(name="db", actor=operator_actor,
-                                     source_resource_id=system.source_volumes.get().pk,
-                                     throttle_bytes_per_second=16 * MiB)
-    wait_for_state(session, "Mirror_Enabled")
-    services.perform_action(session.pk, "enable_destination_volume", actor=operator_actor)
-    wait_for_state(session, "Ready_To_Start_Copy")
-    services.perform_action(session.pk, "start_copy", actor=operator_actor)
+    session = start_copying(system.source_volumes.get(), operator_actor, "db",
+                            throttle_bytes_per_second=16 * MiB)
 
     def started():
         session.refresh_from_db()

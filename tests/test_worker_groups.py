@@ -9,6 +9,7 @@ from tests.conftest import (
     MiB,
     discovered_system,
     sha256_of,
+    start_copying,
     wait_for,
     wait_for_state,
     write_random,
@@ -28,12 +29,7 @@ def test_a_three_volume_group_is_imported_together(source_root, live_worker, ope
     folder = _group(source_root, "cg-finance", {"ledger.img": 24 * MiB, "journal.img": 8 * MiB,
                                                 "archive.img": 40 * MiB})
     system = discovered_system(source_root / "array")
-    group = services.create_import(name="finance", actor=operator_actor,
-                                   source_resource_id=system.source_groups.get().pk)
-    wait_for_state(group, "Mirror_Enabled")
-    services.perform_action(group.pk, "enable_destination_volume", actor=operator_actor)
-    wait_for_state(group, "Ready_To_Start_Copy")
-    services.perform_action(group.pk, "start_copy", actor=operator_actor)
+    group = start_copying(system.source_groups.get(), operator_actor, "finance")
     wait_for_state(group, "Ready_For_Cutover", 120)
     assert group.copied_bytes == group.total_bytes == 72 * MiB
     services.perform_action(group.pk, "cutover", actor=operator_actor)
@@ -51,13 +47,8 @@ def test_a_member_whose_copy_fails_stops_the_group(source_root, live_worker, ope
     folder = _group(source_root, "cg-web", {"a.img": 64 * MiB, "b.img": 64 * MiB,
                                             "c.img": 64 * MiB})
     system = discovered_system(source_root / "array")
-    group = services.create_import(name="web", actor=operator_actor,
-                                   source_resource_id=system.source_groups.get().pk,
-                                   throttle_bytes_per_second=16 * MiB)
-    wait_for_state(group, "Mirror_Enabled")
-    services.perform_action(group.pk, "enable_destination_volume", actor=operator_actor)
-    wait_for_state(group, "Ready_To_Start_Copy")
-    services.perform_action(group.pk, "start_copy", actor=operator_actor)
+    group = start_copying(system.source_groups.get(), operator_actor, "web",
+                          throttle_bytes_per_second=16 * MiB)
     member_b = group.members.get(source_volume__name="b.img")
 
     def b_is_copying():
