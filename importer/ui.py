@@ -81,10 +81,6 @@ def can_force_cancel(session, user) -> bool:
             and user.has_perm(roles.FORCE_CANCEL))
 
 
-def enabled_actions(session, user) -> set[str]:
-    return {entry.action for entry in action_menu(session, user) if entry.enabled}
-
-
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 
 
