@@ -1,6 +1,7 @@
 """Ferry settings: one file, every knob an environment variable (documented in README)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -52,6 +53,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "rest_framework",
+    "knox",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "importer",
 ]
 
@@ -64,7 +71,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "importer.middleware.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a lockout into its own response.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, so a locked-out client is refused before its password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 LOGIN_URL = "login"
@@ -139,11 +155,96 @@ STORAGES = {
     },
 }
 
+# --- Security ----------------------------------------------------------------------------
+# Production (DJANGO_DEBUG off) is HTTPS-only by default, which `check --deploy` wants.
+# FERRY_HTTPS=false is for a trial behind plain HTTP, never for production.
+FERRY_HTTPS = env_bool("FERRY_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = FERRY_HTTPS
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = FERRY_HTTPS
+SECURE_HSTS_SECONDS = env_int("FERRY_HSTS_SECONDS", 31_536_000) if FERRY_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("FERRY_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("FERRY_HSTS_PRELOAD", True)
+if env_bool("FERRY_BEHIND_TLS_PROXY", False):
+    # Only behind a proxy that sets this header itself: a client could forge it otherwise.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+SESSION_COOKIE_AGE = env_int("FERRY_SESSION_COOKIE_SECONDS", 8 * 3600)
+# htmx and Bootstrap run from our own static files, with no inline script. Style
+# attributes stay allowed: progress bars set their width in markup.
+FERRY_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "style-src-attr 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+# Brute-force lockout (django-axes): a username and address pair is locked after
+# FERRY_LOGIN_FAILURE_LIMIT failures, for FERRY_LOGIN_LOCKOUT_MINUTES.
+AXES_FAILURE_LIMIT = env_int("FERRY_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("FERRY_LOGIN_LOCKOUT_MINUTES", 15) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+# --- REST API ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes a missing login a 401, not a 403,
+    # without the browser's Basic dialog. The session cookie (with CSRF) serves the browser.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "importer.api.schema.FerryAutoSchema",
+    "EXCEPTION_HANDLER": "importer.api.problems.problem_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+REST_KNOX = {
+    # Tokens are stored hashed; each expires and can be revoked (POST auth/logout/).
+    "TOKEN_TTL": timedelta(days=env_int("FERRY_API_TOKEN_DAYS", 30)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ferry API",
+    "DESCRIPTION": "Agentless block-storage imports: remote systems, sources, hosts, "
+                   "import sessions and their audit trail. Errors are RFC 9457 problem "
+                   "details.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SessionStateEnum": "importer.models.STATE_CHOICES",
+        "ResourceTypeEnum": "importer.models.DestinationType",
+    },
+}
+# How long an Idempotency-Key's first response is kept for replay.
+FERRY_IDEMPOTENCY_HOURS = env_int("FERRY_IDEMPOTENCY_HOURS", 24)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("FERRY_LOG_LEVEL", "INFO")},
+    # Ferry's audit log records logins; axes would repeat each one at INFO.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- Ferry -------------------------------------------------------------------------------

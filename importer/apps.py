@@ -7,6 +7,7 @@ class ImporterConfig(AppConfig):
     verbose_name = "Imports"
 
     def ready(self):
+        from importer import audit  # noqa: F401  (connects its signal receivers)
         from importer.roles import sync_roles
 
         post_migrate.connect(sync_roles, sender=self)

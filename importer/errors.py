@@ -35,6 +35,12 @@ class ValidationError(FerryError):
         self.field_errors = field_errors
 
 
+class InUse(FerryError):
+    """The object cannot be removed or changed while something still depends on it."""
+
+    code = "in_use"
+
+
 class ActionNotAllowed(FerryError):
     """The session's state (or role) does not allow the action."""
 

@@ -282,6 +282,18 @@ class ImportSession(models.Model):
         return self.destination_volume_group if self.is_group else self.destination_volume
 
     @property
+    def source_resource_id(self):
+        return self.source_group_id if self.is_group else self.source_volume_id
+
+    @property
+    def source_resource_type(self) -> str:
+        return DestinationType.VOLUME_GROUP if self.is_group else DestinationType.VOLUME
+
+    @property
+    def destination_resource_id(self) -> int | None:
+        return self.destination_volume_group_id if self.is_group else self.destination_volume_id
+
+    @property
     def error(self) -> dict | None:
         if not self.error_code:
             return None
@@ -325,7 +337,10 @@ class ImportEvent(models.Model):
 
     session = models.ForeignKey(ImportSession, on_delete=models.SET_NULL, null=True,
                                 blank=True, related_name="events")
-    session_name = models.CharField(max_length=255, db_index=True)
+    session_name = models.CharField(max_length=255, db_index=True, blank=True)
+    # What an event is about when it is not a session: "remote system array-1",
+    # "host esx-01", "login", or the request path of a refused API call.
+    subject = models.CharField(max_length=255, blank=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
                               null=True, blank=True, related_name="import_events")
     actor_name = models.CharField(max_length=150, help_text='A username or "system".')
@@ -344,4 +359,27 @@ class ImportEvent(models.Model):
         ordering = ["-timestamp", "-id"]
 
     def __str__(self):
-        return f"{self.session_name}: {self.action} {self.from_state}→{self.to_state}"
+        about = self.session_name or self.subject
+        return f"{about}: {self.action} {self.from_state}→{self.to_state}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST sent with an ``Idempotency-Key``, kept for replays."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="idempotency_records")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=1000)
+    request_hash = models.CharField(max_length=64)
+    # None while the first request is still being handled.
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"],
+                                               name="unique_idempotency_key_per_user")]
+
+    def __str__(self):
+        return f"{self.user_id}:{self.key}"

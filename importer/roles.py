@@ -7,6 +7,7 @@ VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 OPERATE = "importer.operate_importsession"
 FORCE_CANCEL = "importer.force_cancel_importsession"
 MANAGE_SYSTEMS = "importer.change_remotesystem"
+MANAGE_HOSTS = "importer.change_host"
 
 _READ_MODELS = ["remotesystem", "sourcevolume", "sourcegroup", "host", "volume",
                 "volumegroup", "hostvolumemapping", "importsession", "importevent"]

@@ -18,11 +18,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from importer import pool, roles, states
+from importer import audit, pool, roles, states
 from importer.drivers import driver_class, get_driver
 from importer.errors import (
     ActionNotAllowed,
     FerryError,
+    InUse,
     NotFound,
     PermissionDenied,
     SourceError,
@@ -31,6 +32,7 @@ from importer.errors import (
 from importer.models import (
     DestinationType,
     Host,
+    HostOsType,
     HostVolumeMapping,
     ImportableCriteria,
     ImportEvent,
@@ -83,8 +85,13 @@ class Actor:
     def require(self, permission: str, doing: str) -> None:
         if self.is_system or self.user.has_perm(permission):
             return
-        raise PermissionDenied(f"{self.name} is not allowed to {doing}.",
-                               permission=permission, user=self.name)
+        refusal = PermissionDenied(f"{self.name} is not allowed to {doing}.",
+                                   permission=permission, user=self.name)
+        audit.record(audit.ACCESS_DENIED, user=self.user, actor_name=self.name,
+                     address=self.address, subject=doing, outcome="refused",
+                     error_code=refusal.code, error_message=refusal.message,
+                     details={"permission": permission})
+        raise refusal
 
 
 SYSTEM = Actor()
@@ -108,9 +115,12 @@ def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
         errors["driver_settings"] = [error.message]
     if errors:
         raise ValidationError(errors)
-    return RemoteSystem.objects.create(name=name, driver_type=driver_type,
-                                       driver_settings=driver_settings,
-                                       description=description)
+    system = RemoteSystem.objects.create(name=name, driver_type=driver_type,
+                                         driver_settings=driver_settings,
+                                         description=description)
+    _audit_change("create_remote_system", actor, f"remote system {name}",
+                  {"driver_settings": driver_settings})
+    return system
 
 
 def save_remote_system(system_id: int | None, *, name: str, driver_settings: dict,
@@ -140,6 +150,8 @@ def save_remote_system(system_id: int | None, *, name: str, driver_settings: dic
         raise ValidationError(errors)
     system.name, system.driver_settings, system.description = name, driver_settings, description
     system.save(update_fields=["name", "driver_settings", "description"])
+    _audit_change("change_remote_system", actor, f"remote system {name}",
+                  {"driver_settings": driver_settings})
     return system
 
 
@@ -148,9 +160,10 @@ def delete_remote_system(system_id: int, *, actor: Actor) -> None:
     system = _get(RemoteSystem, system_id)
     in_use = system.import_sessions.count()
     if in_use:
-        raise ValidationError({"remote_system": [
-            f"{system.name} is used by {in_use} import session(s); delete them first."]})
+        raise InUse(f"{system.name} is used by {in_use} import session(s); delete them first.",
+                    remote_system=system.name, import_sessions=in_use)
     system.delete()
+    _audit_change("delete_remote_system", actor, f"remote system {system.name}")
 
 
 def discover_remote_system(system_id: int, *, actor: Actor) -> RemoteSystem:
@@ -162,6 +175,7 @@ def discover_remote_system(system_id: int, *, actor: Actor) -> RemoteSystem:
     except SourceError as error:
         RemoteSystem.objects.filter(pk=system.pk).update(
             status=SystemStatus.UNREACHABLE, status_message=error.message[:500])
+        _audit_change("discover", actor, f"remote system {system.name}", error=error)
         raise
     now = timezone.now()
     with transaction.atomic():
@@ -175,7 +189,60 @@ def discover_remote_system(system_id: int, *, actor: Actor) -> RemoteSystem:
         system.status, system.status_message = SystemStatus.OK, ""
         system.last_discovery_timestamp = now
         system.save(update_fields=["status", "status_message", "last_discovery_timestamp"])
+        _audit_change("discover", actor, f"remote system {system.name}",
+                      {"volumes": len(seen), "groups": len(groups)})
     return system
+
+
+def _audit_change(action: str, actor: Actor, subject: str, details: dict | None = None,
+                  error: FerryError | None = None) -> None:
+    audit.record(action, user=actor.user, actor_name=actor.name, address=actor.address,
+                 subject=subject, outcome="failed" if error else "succeeded",
+                 error_code=error.code if error else "",
+                 error_message=error.message if error else "",
+                 details=_jsonable(details or {}))
+
+
+# --- Hosts ---------------------------------------------------------------------------------
+
+def save_host(host_id: int | None, *, name: str, actor: Actor, os_type: str = "Linux",
+              description: str = "", initiators=()) -> Host:
+    """Add a host, or change one."""
+    actor.require(roles.MANAGE_HOSTS, "manage hosts")
+    host = _get(Host, host_id) if host_id is not None else Host()
+    name = (name or "").strip()
+    initiators = [str(i).strip() for i in initiators or () if str(i).strip()]
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif Host.objects.filter(name=name).exclude(pk=host.pk).exists():
+        errors["name"] = [f"A host named {name} already exists."]
+    if os_type not in HostOsType.values:
+        errors["os_type"] = [f"Unknown OS type {os_type!r}. Types: "
+                             f"{', '.join(HostOsType.values)}."]
+    if len(set(initiators)) != len(initiators):
+        errors["initiators"] = ["An initiator is listed twice."]
+    if errors:
+        raise ValidationError(errors)
+    host.name, host.os_type, host.description = name, os_type, description
+    host.initiators = initiators
+    host.save()
+    _audit_change("save_host", actor, f"host {name}", {"initiators": initiators})
+    return host
+
+
+def delete_host(host_id: int, *, actor: Actor) -> None:
+    """Remove a host that no volume is mapped to and no unfinished import will map."""
+    actor.require(roles.MANAGE_HOSTS, "manage hosts")
+    host = _get(Host, host_id)
+    mapped = host.mappings.count()
+    pending = host.import_sessions.filter(state__in=_IN_USE).count()
+    if mapped or pending:
+        raise InUse(f"{host.name} is mapped to {mapped} volume(s) and used by {pending} "
+                    "unfinished import session(s); unmap it or finish them first.",
+                    host=host.name, volumes=mapped, import_sessions=pending)
+    host.delete()
+    _audit_change("delete_host", actor, f"host {host.name}")
 
 
 def _upsert_group(system, discovered, now) -> SourceGroup:
@@ -417,6 +484,17 @@ def modify_schedule(session_id: int, scheduled_timestamp, *, actor: Actor) -> Im
             ImportSession.objects.filter(pk=session.pk).update(**changes)
         else:
             _move(session, Action.MODIFY_SCHEDULE, actor=actor, changes=changes)
+    return ImportSession.objects.get(pk=session_id)
+
+
+def describe_import(session_id: int, description: str, *, actor: Actor) -> ImportSession:
+    """Change a session's description, which any state allows."""
+    actor.require(roles.OPERATE, "describe imports")
+    with transaction.atomic():
+        session = _lock(session_id)
+        ImportSession.objects.filter(pk=session.pk).update(description=description)
+        _record(session, "describe", actor, session.state, session.state,
+                details={"description": description})
     return ImportSession.objects.get(pk=session_id)
 
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 from importer import services
 from importer.errors import (
     ActionNotAllowed,
+    InUse,
     NotFound,
     PermissionDenied,
     ValidationError,
@@ -197,7 +198,7 @@ def test_deleting_a_session_keeps_its_audit_trail(operator_actor):
 @pytest.mark.django_db
 def test_a_remote_system_in_use_cannot_be_deleted(admin_user):
     session = make_session("volume", "Queued")
-    with pytest.raises(ValidationError, match="used by 1 import session"):
+    with pytest.raises(InUse, match="used by 1 import session"):
         services.delete_remote_system(session.remote_system_id,
                                       actor=services.Actor(admin_user))
     with pytest.raises(NotFound):

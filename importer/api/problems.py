@@ -1,0 +1,133 @@
+"""Every API error as an RFC 9457 problem (``application/problem+json``) with a stable code.
+
+Domain errors from the services keep their own codes; DRF's errors (bad JSON, a missing
+login, an unknown id) get codes of the same shape. Refused logins and roles are audited.
+"""
+
+import logging
+from http import HTTPStatus
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from importer import audit, errors
+
+log = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+_FERRY_STATUS = {
+    errors.NotFound: status.HTTP_404_NOT_FOUND,
+    errors.PermissionDenied: status.HTTP_403_FORBIDDEN,
+    errors.ValidationError: status.HTTP_400_BAD_REQUEST,
+    errors.ActionNotAllowed: status.HTTP_409_CONFLICT,
+    errors.InUse: status.HTTP_409_CONFLICT,
+    # The source is missing, unreadable or unreachable: the request was fine, the remote
+    # system's condition conflicts with it.
+    errors.SourceError: status.HTTP_409_CONFLICT,
+}
+_DRF_CODES = {
+    exceptions.ParseError: "malformed_request",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ValidationError: "validation_error",
+}
+
+
+def problem(status_code: int, code: str, detail: str, request=None, **extensions) -> Response:
+    body = {
+        "type": f"urn:ferry:problem:{code}",
+        "title": _title(status_code),
+        "status": status_code,
+        "detail": detail,
+        "code": code,
+        **extensions,
+    }
+    if request is not None:
+        body["instance"] = request.get_full_path()
+    return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem_exception_handler(exc, context):
+    request = context.get("request")
+    if isinstance(exc, errors.FerryError):
+        return _ferry_problem(exc, request)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):  # django-axes refuses a locked-out client
+        exc = exceptions.PermissionDenied(str(exc) or "Too many failed logins: locked out.")
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a real bug: Django's 500 handling logs it
+    response = _drf_problem(exc, request)
+    if exc.status_code in (401, 403) and request is not None:
+        _audit_refusal(request, exc, response.data["code"])
+    headers = getattr(exc, "auth_header", None)
+    if headers:
+        response["WWW-Authenticate"] = headers
+    if isinstance(exc, exceptions.Throttled) and exc.wait:
+        response["Retry-After"] = str(int(exc.wait))
+    return response
+
+
+def _ferry_problem(error: errors.FerryError, request) -> Response:
+    status_code = getattr(error, "status", None) or next(
+        (code for kind, code in _FERRY_STATUS.items() if isinstance(error, kind)),
+        status.HTTP_400_BAD_REQUEST)
+    extensions = {"arguments": error.arguments}
+    if isinstance(error, errors.ValidationError):
+        extensions["errors"] = error.field_errors
+    if isinstance(error, errors.ActionNotAllowed):
+        extensions["state"] = error.state
+        extensions["allowed_actions"] = error.allowed_actions
+    return problem(status_code, error.code, error.message, request, **extensions)
+
+
+def _drf_problem(exc: exceptions.APIException, request) -> Response:
+    code = next((code for kind, code in _DRF_CODES.items() if isinstance(exc, kind)),
+                "bad_request")
+    if isinstance(exc, exceptions.ValidationError):
+        field_errors = _field_errors(exc.detail)
+        summary = "; ".join(f"{field}: {' '.join(messages)}"
+                            for field, messages in field_errors.items())
+        return problem(exc.status_code, code, f"Invalid input. {summary}", request,
+                       errors=field_errors)
+    return problem(exc.status_code, code, str(exc.detail), request)
+
+
+def _field_errors(detail, prefix: str = "") -> dict[str, list[str]]:
+    """Flatten DRF's nested error detail into {"field" or "field.sub": [messages]}."""
+    if isinstance(detail, dict):
+        flat = {}
+        for field, value in detail.items():
+            name = f"{prefix}.{field}" if prefix else str(field)
+            flat.update(_field_errors(value, name))
+        return flat
+    if isinstance(detail, list) and any(isinstance(item, (dict, list)) for item in detail):
+        flat = {}
+        for index, item in enumerate(detail):
+            flat.update(_field_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+        return flat
+    messages = detail if isinstance(detail, list) else [detail]
+    return {prefix or "non_field_errors": [str(message) for message in messages]}
+
+
+def _audit_refusal(request, exc, code: str) -> None:
+    authorization = request.META.get("HTTP_AUTHORIZATION", "")
+    if isinstance(exc, exceptions.AuthenticationFailed) and authorization.startswith("Basic"):
+        return  # a wrong password: the failed-login signal has recorded it already
+    audit.record_denial(request, code=code, message=str(exc.detail))
+
+
+def _title(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,208 @@
+"""What the REST API reads and writes. Writes are validated here for shape only: the
+services decide what is allowed and raise domain errors, which become problem details."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from importer import roles
+from importer.models import (
+    DestinationType,
+    Host,
+    HostOsType,
+    ImportEvent,
+    ImportSession,
+    RemoteSystem,
+    SourceGroup,
+    SourceVolume,
+    Volume,
+    VolumeGroup,
+)
+from importer.states import Action
+
+
+class ProblemSerializer(serializers.Serializer):
+    """An RFC 9457 problem: every error the API returns."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="Stable: match on this, not on detail.")
+    instance = serializers.CharField(required=False)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   required=False, help_text="Messages by field (400).")
+    state = serializers.CharField(required=False, help_text="The session's state (409).")
+    allowed_actions = serializers.ListField(child=serializers.CharField(), required=False,
+                                            help_text="What the state allows instead (409).")
+    arguments = serializers.DictField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    arguments = serializers.DictField()
+
+
+# --- Remote systems, sources, hosts, destinations ------------------------------------------
+
+class DirectorySettingsSerializer(serializers.Serializer):
+    path = serializers.CharField(
+        help_text="A folder under one of FERRY_SOURCE_ROOTS; each file is a volume and "
+                  "each subfolder a consistency group.")
+
+
+class RemoteSystemSerializer(serializers.ModelSerializer):
+    driver_settings = DirectorySettingsSerializer()
+
+    class Meta:
+        model = RemoteSystem
+        fields = ["id", "name", "description", "driver_type", "driver_settings", "status",
+                  "status_message", "last_discovery_timestamp", "created"]
+        read_only_fields = ["driver_type", "status", "status_message",
+                            "last_discovery_timestamp", "created"]
+
+
+class SourceVolumeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SourceVolume
+        fields = ["id", "remote_system", "group", "identifier", "name", "size",
+                  "importable_criteria", "importable_reason", "last_seen"]
+
+
+class SourceGroupSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SourceGroup
+        fields = ["id", "remote_system", "identifier", "name", "size", "importable_criteria",
+                  "importable_reason", "last_seen"]
+
+
+class HostSerializer(serializers.ModelSerializer):
+    os_type = serializers.ChoiceField(choices=HostOsType.choices, default=HostOsType.LINUX)
+    initiators = serializers.ListField(child=serializers.CharField(max_length=255),
+                                       required=False, default=list,
+                                       help_text="Initiator port names (IQN or WWN).")
+
+    class Meta:
+        model = Host
+        fields = ["id", "name", "description", "os_type", "initiators", "created"]
+        read_only_fields = ["created"]
+        # Uniqueness is the service's check, so both paths give the same message.
+        extra_kwargs = {"name": {"validators": []}}
+
+
+class VolumeSerializer(serializers.ModelSerializer):
+    is_enabled = serializers.BooleanField(read_only=True,
+                                          help_text="Writable by its hosts (not read-only).")
+    hosts = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Volume
+        fields = ["id", "name", "size", "location", "is_read_only", "is_enabled",
+                  "volume_group", "hosts", "created"]
+
+
+class VolumeGroupSerializer(serializers.ModelSerializer):
+    volumes = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = VolumeGroup
+        fields = ["id", "name", "volumes", "created"]
+
+
+# --- Import sessions --------------------------------------------------------------------------
+
+class MemberSessionSerializer(serializers.ModelSerializer):
+    """A session's own fields. A group's members are shown this way."""
+
+    state_label = serializers.CharField(source="state_info.label", read_only=True)
+    allowed_actions = serializers.SerializerMethodField(
+        help_text="What the requesting user may do now (empty for viewers and members).")
+    source_resource_id = serializers.UUIDField(read_only=True)
+    source_resource_type = serializers.ChoiceField(choices=DestinationType.choices,
+                                                   read_only=True)
+    destination_resource_id = serializers.IntegerField(read_only=True, allow_null=True)
+    host_ids = serializers.PrimaryKeyRelatedField(source="hosts", many=True, read_only=True)
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportSession
+        fields = ["id", "name", "description", "type", "state", "state_label",
+                  "allowed_actions", "remote_system", "source_resource_id",
+                  "source_resource_type", "destination_resource_id",
+                  "destination_resource_type", "parent_session", "host_ids",
+                  "progress_percentage", "copied_bytes", "total_bytes",
+                  "average_transfer_rate", "current_transfer_rate",
+                  "estimated_completion_timestamp", "automatic_cutover",
+                  "scheduled_timestamp", "throttle_bytes_per_second", "error", "created",
+                  "last_update_timestamp"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(
+        child=serializers.ChoiceField(choices=[a.value for a in Action])))
+    def get_allowed_actions(self, session) -> list[str]:
+        if not self._can_operate():
+            return []
+        return sorted(session.allowed_actions)
+
+    @extend_schema_field(ErrorSerializer(allow_null=True))
+    def get_error(self, session):
+        return session.error
+
+    def _can_operate(self) -> bool:
+        if "can_operate" not in self.context:  # once per response, not once per row
+            request = self.context.get("request")
+            self.context["can_operate"] = bool(request and request.user.has_perm(roles.OPERATE))
+        return self.context["can_operate"]
+
+
+class ImportSessionSerializer(MemberSessionSerializer):
+    members = serializers.SerializerMethodField(
+        help_text="A group's member sessions, one per volume; empty for a volume session.")
+
+    class Meta(MemberSessionSerializer.Meta):
+        fields = [*MemberSessionSerializer.Meta.fields, "members"]
+        read_only_fields = fields
+
+    @extend_schema_field(MemberSessionSerializer(many=True))
+    def get_members(self, session):
+        if not session.is_group:
+            return []
+        return MemberSessionSerializer(session.members.all(), many=True,
+                                       context=self.context).data
+
+
+class ImportSessionCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    remote_system = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                             min_value=1)
+    source_resource_id = serializers.UUIDField(
+        help_text="A source volume's or consistency group's id.")
+    host_ids = serializers.ListField(child=serializers.IntegerField(min_value=1),
+                                     required=False, default=list)
+    automatic_cutover = serializers.BooleanField(required=False, default=False)
+    scheduled_timestamp = serializers.DateTimeField(required=False, allow_null=True,
+                                                    default=None)
+    throttle_bytes_per_second = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1,
+        max_value=2**62, help_text="Bytes per second, at least 1 MiB; null for no limit.")
+
+
+class ImportSessionUpdateSerializer(serializers.Serializer):
+    description = serializers.CharField(required=False, allow_blank=True)
+    scheduled_timestamp = serializers.DateTimeField(
+        required=False, help_text="Only while the session is Scheduled.")
+
+
+class CancelSerializer(serializers.Serializer):
+    force = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Skip restoring the source's host access (admin role only).")
+
+
+class ImportEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ImportEvent
+        fields = ["id", "timestamp", "session", "session_name", "subject", "actor_name",
+                  "action", "from_state", "to_state", "outcome", "error_code",
+                  "error_message", "client_address", "details"]
