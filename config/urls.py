@@ -6,6 +6,8 @@ from django.urls import include, path
 
 from importer.views import healthz
 
+handler500 = "importer.api.problems.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -1,12 +1,19 @@
 """The admin site for support staff. State and progress are read-only here: actions go
-through importer.services like everywhere else."""
+through importer.services like everywhere else, and report what happened row by row."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import actions as admin_actions
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.translation import gettext_lazy
 
+from importer import audit, roles, services, states
+from importer.errors import FerryError, NotFound, PermissionDenied, SourceError, ValidationError
 from importer.models import (
     CopiedExtent,
     Host,
     HostVolumeMapping,
+    IdempotencyRecord,
     ImportEvent,
     ImportSession,
     RemoteSystem,
@@ -15,6 +22,7 @@ from importer.models import (
     Volume,
     VolumeGroup,
 )
+from importer.states import Action
 
 _PROGRESS_FIELDS = ("state", "progress_percentage", "copied_bytes", "total_bytes",
                     "average_transfer_rate", "current_transfer_rate",
@@ -22,14 +30,250 @@ _PROGRESS_FIELDS = ("state", "progress_percentage", "copied_bytes", "total_bytes
                     "lease_expires_at", "copy_seconds", "source_access_backup",
                     "error_code", "error_message", "error_arguments", "created",
                     "last_update_timestamp")
+# What a session was created with. Changing any of it under a running copy would corrupt the
+# import, and the services own the rest (modify_schedule, force cancel), so it is read-only.
+_SETUP_FIELDS = ("name", "type", "parent_session", "remote_system", "source_volume",
+                 "source_group", "destination_resource_type", "destination_volume",
+                 "destination_volume_group", "hosts", "automatic_cutover",
+                 "scheduled_timestamp", "throttle_bytes_per_second", "force_cancel")
 
+
+def _actor(request) -> services.Actor:
+    return services.Actor(request.user, audit.client_address(request))
+
+
+def _reason(error: FerryError) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(problem for problems in error.field_errors.values()
+                        for problem in problems)
+    return error.message
+
+
+def _report_each(modeladmin, request, objects, run) -> None:
+    """Run ``run(obj)`` on each object and say what happened to it: one refusal stops
+    nothing, and a domain error is a message, never a 500."""
+    for obj in objects:
+        try:
+            done = run(obj)
+        except (SourceError, NotFound) as error:
+            level, outcome = messages.ERROR, f"failed: {error.message}"
+        except PermissionDenied as refusal:
+            level, outcome = messages.ERROR, f"refused: {refusal.message}"
+        except FerryError as refusal:  # the state, a rule or the input says no
+            level, outcome = messages.WARNING, f"refused: {_reason(refusal)}"
+        else:
+            level, outcome = messages.SUCCESS, done
+        modeladmin.message_user(request, f"{obj}: {outcome}", level=level)
+
+
+# --- Import sessions ------------------------------------------------------------------------
+
+def _session_action(action: Action, done: str, *, force: bool = False):
+    """An admin action that runs ``action`` through the service on each selected session."""
+    label = "Force cancel" if force else states.ACTION_LABELS[action]
+
+    @admin.action(description=f"{label} selected import sessions",
+                  permissions=["force_cancel" if force else "operate"])
+    def run(modeladmin, request, queryset):
+        def perform(session):
+            moved = services.perform_action(session.pk, action, actor=_actor(request),
+                                            force=force)
+            return f"{done} (now {moved.state_info.label})"
+        _report_each(modeladmin, request, queryset.order_by("name"), perform)
+
+    run.__name__ = f"{'force_' if force else ''}{action}_sessions"
+    return run
+
+
+pause_sessions = _session_action(Action.PAUSE, "paused")
+resume_sessions = _session_action(Action.RESUME, "resumed")
+cancel_sessions = _session_action(Action.CANCEL, "cancel started")
+force_cancel_sessions = _session_action(Action.CANCEL, "force cancel started", force=True)
+cleanup_sessions = _session_action(Action.CLEANUP, "cleanup started")
+
+
+class ImportEventInline(admin.TabularInline):
+    """The session's audit trail, newest first. It is evidence, so it cannot be edited."""
+
+    model = ImportEvent
+    extra = 0
+    can_delete = False
+    show_change_link = True  # the event's page shows its error message and details
+    fields = ("timestamp", "actor_name", "action", "from_state", "to_state", "outcome",
+              "error_code", "client_address")
+    readonly_fields = fields
+    ordering = ("-timestamp", "-id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ImportSession)
+class ImportSessionAdmin(admin.ModelAdmin):
+    list_display = ("name", "state", "progress_percentage", "source", "remote_system",
+                    "destination_resource_type", "parent_session", "last_update_timestamp")
+    list_filter = ("state", "destination_resource_type",
+                   ("parent_session", admin.EmptyFieldListFilter), "remote_system")
+    search_fields = ("name", "description", "source_volume__name", "source_group__name")
+    list_select_related = ("remote_system", "parent_session", "source_volume",
+                           "source_group")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "type", "parent_session")}),
+        ("Source and destination", {"fields": (
+            "remote_system", "source_volume", "source_group", "destination_resource_type",
+            "destination_volume", "destination_volume_group", "hosts")}),
+        ("Options", {"fields": ("automatic_cutover", "scheduled_timestamp",
+                                "throttle_bytes_per_second", "force_cancel")}),
+        ("Progress", {"fields": _PROGRESS_FIELDS}),
+    )
+    readonly_fields = _SETUP_FIELDS + _PROGRESS_FIELDS
+    inlines = [ImportEventInline]
+    actions = [pause_sessions, resume_sessions, cancel_sessions, force_cancel_sessions,
+               cleanup_sessions]
+
+    @admin.display(description="source")
+    def source(self, session):
+        return session.source_resource.name
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # delete is REST-only (spec)
+        return actions
+
+    def has_add_permission(self, request):
+        return False  # imports are created through the dashboard or the API (validated)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # REST-only, and only once the session is finished
+
+    def has_change_permission(self, request, obj=None):
+        # Only the description is editable, through services.describe_import, which needs
+        # the operate permission too.
+        return (super().has_change_permission(request, obj)
+                and request.user.has_perm(roles.OPERATE))
+
+    def has_operate_permission(self, request):
+        return request.user.has_perm(roles.OPERATE)
+
+    def has_force_cancel_permission(self, request):
+        return request.user.has_perm(roles.FORCE_CANCEL)
+
+    def save_model(self, request, obj, form, change):
+        if "description" in form.changed_data:
+            services.describe_import(obj.pk, obj.description, actor=_actor(request))
+
+
+# --- The audit trail and other records nobody edits -------------------------------------------
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View only: these are records of what happened, kept as they were written."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ImportEvent)
+class ImportEventAdmin(ReadOnlyAdmin):
+    list_display = ("timestamp", "session_name", "subject", "actor_name", "action",
+                    "from_state", "to_state", "outcome", "client_address")
+    list_filter = ("outcome", "action")
+    search_fields = ("session_name", "subject", "actor_name", "error_code")
+    date_hierarchy = "timestamp"
+
+
+@admin.register(CopiedExtent)
+class CopiedExtentAdmin(ReadOnlyAdmin):
+    list_display = ("session", "start", "end", "chunk_size", "created")
+    list_filter = ("session__state",)
+    search_fields = ("session__name",)
+    list_select_related = ("session",)
+
+    def has_view_permission(self, request, obj=None):
+        # Checkpoints are part of a session: whoever may see sessions may see them.
+        return (request.user.has_perm("importer.view_importsession")
+                or super().has_view_permission(request, obj))
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
+    """Replayed responses hold other users' data: no role grants the view permission."""
+
+    list_display = ("key", "user", "method", "path", "status_code", "created")
+    list_filter = ("method", "status_code")
+    search_fields = ("key", "path", "user__username")
+    list_select_related = ("user",)
+
+
+# --- Remote systems and what discovery found ----------------------------------------------------
 
 @admin.register(RemoteSystem)
 class RemoteSystemAdmin(admin.ModelAdmin):
-    list_display = ("name", "driver_type", "status", "last_discovery_timestamp")
+    """Remote systems are added and changed in the dashboard, whose service checks the folder
+    against FERRY_SOURCE_ROOTS; here they are viewed, rediscovered and deleted."""
+
+    list_display = ("name", "driver_type", "folder", "status", "last_discovery_timestamp")
     list_filter = ("driver_type", "status")
     search_fields = ("name", "description")
-    readonly_fields = ("status", "status_message", "last_discovery_timestamp", "created")
+    actions = ["rediscover", "delete_selected"]
+
+    @admin.display(description="folder")
+    def folder(self, system):
+        return system.driver_settings.get("path", "")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_operate_permission(self, request):
+        return request.user.has_perm(roles.OPERATE)
+
+    @admin.action(description="Rediscover selected remote systems", permissions=["operate"])
+    def rediscover(self, request, queryset):
+        def discover(system):
+            found = services.discover_remote_system(system.pk, actor=_actor(request))
+            return (f"rediscovered {found.source_volumes.count()} volumes and "
+                    f"{found.source_groups.count()} groups")
+        _report_each(self, request, queryset, discover)
+
+    @admin.action(description=gettext_lazy("Delete selected %(verbose_name_plural)s"),
+                  permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        """Django's confirmation page, then services.delete_remote_system row by row."""
+        if not request.POST.get("post"):
+            return admin_actions.delete_selected(self, request, queryset)
+
+        def delete(system):
+            services.delete_remote_system(system.pk, actor=_actor(request))
+            self.log_deletions(request, [system])
+            return "deleted"
+        _report_each(self, request, queryset, delete)
+        return None
+
+    def delete_model(self, request, obj):
+        services.delete_remote_system(obj.pk, actor=_actor(request))
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # Django's page already refuses while sessions protect the system; this catches the
+        # service refusing anyway (a session created meanwhile), as a message.
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except FerryError as refusal:
+            self.message_user(request, f"Not deleted: {_reason(refusal)}", messages.ERROR)
+            return redirect(reverse("admin:importer_remotesystem_change", args=[object_id]))
 
 
 @admin.register(SourceVolume)
@@ -50,11 +294,21 @@ class SourceGroupAdmin(admin.ModelAdmin):
     list_select_related = ("remote_system",)
 
 
+# --- Hosts and destinations -------------------------------------------------------------------
+
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin):
     list_display = ("name", "os_type", "created")
     list_filter = ("os_type",)
-    search_fields = ("name",)
+    search_fields = ("name", "description")
+
+
+@admin.register(HostVolumeMapping)
+class HostVolumeMappingAdmin(admin.ModelAdmin):
+    list_display = ("host", "volume", "logical_unit_number", "created")
+    list_filter = ("host",)
+    search_fields = ("host__name", "volume__name")
+    list_select_related = ("host", "volume")
 
 
 class HostVolumeMappingInline(admin.TabularInline):
@@ -65,67 +319,20 @@ class HostVolumeMappingInline(admin.TabularInline):
 @admin.register(Volume)
 class VolumeAdmin(admin.ModelAdmin):
     list_display = ("name", "size", "location", "is_read_only", "volume_group", "created")
-    list_filter = ("is_read_only",)
+    list_filter = ("is_read_only", "volume_group")
     search_fields = ("name", "location")
     list_select_related = ("volume_group",)
+    # Destinations are created and enabled by an import's setup; the mover writes to
+    # ``location``, so pointing it elsewhere from here would write over another file.
+    readonly_fields = ("size", "location", "is_read_only", "volume_group", "created")
     inlines = [HostVolumeMappingInline]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(VolumeGroup)
 class VolumeGroupAdmin(admin.ModelAdmin):
     list_display = ("name", "created")
+    list_filter = ("created",)
     search_fields = ("name",)
-
-
-class ImportEventInline(admin.TabularInline):
-    model = ImportEvent
-    extra = 0
-    can_delete = False
-    fields = ("timestamp", "actor_name", "action", "from_state", "to_state", "outcome",
-              "error_code", "client_address")
-    readonly_fields = fields
-    ordering = ("-timestamp", "-id")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(ImportSession)
-class ImportSessionAdmin(admin.ModelAdmin):
-    list_display = ("name", "state", "progress_percentage", "remote_system",
-                    "destination_resource_type", "parent_session", "last_update_timestamp")
-    list_filter = ("state", "destination_resource_type", "remote_system")
-    search_fields = ("name", "description")
-    list_select_related = ("remote_system", "parent_session")
-    readonly_fields = _PROGRESS_FIELDS
-    inlines = [ImportEventInline]
-
-    def has_add_permission(self, request):
-        return False  # imports are created through the dashboard or the API (validated)
-
-
-@admin.register(ImportEvent)
-class ImportEventAdmin(admin.ModelAdmin):
-    list_display = ("timestamp", "session_name", "actor_name", "action", "from_state",
-                    "to_state", "outcome", "client_address")
-    list_filter = ("action", "outcome")
-    search_fields = ("session_name", "actor_name", "error_code")
-    date_hierarchy = "timestamp"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # the audit trail is append-only
-
-
-@admin.register(CopiedExtent)
-class CopiedExtentAdmin(admin.ModelAdmin):
-    list_display = ("session", "start", "end", "chunk_size", "created")
-    list_select_related = ("session",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

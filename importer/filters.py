@@ -1,7 +1,11 @@
 """Query filters for the REST API's lists (django-filter)."""
 
+from datetime import UTC
+
 import django_filters
+from django import forms
 from django.db.models import Q
+from django_filters.fields import IsoDateTimeField
 
 from importer.models import (
     STATE_CHOICES,
@@ -12,10 +16,42 @@ from importer.models import (
     SessionType,
     SourceGroup,
     SourceVolume,
+    Volume,
 )
+
+MAX_ID = 2**63 - 1
+
+
+class _IdField(forms.IntegerField):
+    def __init__(self, **kwargs):
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An object's id: a bounded whole number, so a huge one is a 400, not an overflow."""
+
+    field_class = _IdField
+
+
+class _StorableDateTimeField(IsoDateTimeField):
+    def clean(self, value):
+        moment = super().clean(value)
+        try:
+            moment and moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("This date is out of range.") from None
+        return moment
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 moment that the database can compare (year 1 at -23:00 it cannot)."""
+
+    field_class = _StorableDateTimeField
 
 
 class ImportSessionFilter(django_filters.FilterSet):
+    remote_system = IdFilter()
+    parent_session = IdFilter()
     state = django_filters.MultipleChoiceFilter(
         choices=STATE_CHOICES, help_text="Repeat for several states: ?state=A&state=B.")
     type = django_filters.ChoiceFilter(choices=SessionType.choices)
@@ -33,6 +69,8 @@ class ImportSessionFilter(django_filters.FilterSet):
 
 
 class SourceVolumeFilter(django_filters.FilterSet):
+    remote_system = IdFilter()
+    group = django_filters.UUIDFilter()
     importable_criteria = django_filters.MultipleChoiceFilter(
         choices=ImportableCriteria.choices)
 
@@ -42,6 +80,7 @@ class SourceVolumeFilter(django_filters.FilterSet):
 
 
 class SourceGroupFilter(django_filters.FilterSet):
+    remote_system = IdFilter()
     importable_criteria = django_filters.MultipleChoiceFilter(
         choices=ImportableCriteria.choices)
 
@@ -51,14 +90,14 @@ class SourceGroupFilter(django_filters.FilterSet):
 
 
 class ImportEventFilter(django_filters.FilterSet):
-    session = django_filters.NumberFilter(
+    session = IdFilter(
         method="filter_session", help_text="A session's id; a group's includes its members'.")
     actor = django_filters.CharFilter(field_name="actor_name",
                                       help_text="A username, or system.")
     action = django_filters.CharFilter()
     outcome = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    since = DateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = DateTimeFilter(field_name="timestamp", lookup_expr="lt")
 
     class Meta:
         model = ImportEvent
@@ -66,3 +105,11 @@ class ImportEventFilter(django_filters.FilterSet):
 
     def filter_session(self, queryset, name, value):
         return queryset.filter(Q(session_id=value) | Q(session__parent_session_id=value))
+
+
+class VolumeFilter(django_filters.FilterSet):
+    volume_group = IdFilter()
+
+    class Meta:
+        model = Volume
+        fields = ["volume_group", "is_read_only"]

@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from config.celery import app as celery_app
-from importer import forms, roles, services, states, ui
+from importer import audit, forms, roles, services, states, ui
 from importer.errors import ActionNotAllowed, FerryError, ValidationError
 from importer.models import Host, ImportEvent, ImportSession, RemoteSystem
 
@@ -335,6 +335,7 @@ def _review(request, form) -> dict:
 
 
 def _forbidden(request, message):
+    audit.record_denial(request, code="permission_denied", message=message)
     return render(request, "importer/forbidden.html", {"message": message}, status=403)
 
 

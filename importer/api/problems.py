@@ -8,7 +8,9 @@ import logging
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -131,3 +133,25 @@ def _title(status_code: int) -> str:
         return HTTPStatus(status_code).phrase
     except ValueError:
         return "Error"
+
+
+@csrf_exempt  # it changes nothing, and a POST to a wrong URL deserves a 404, not a 403
+def api_not_found(request, exception=None):
+    """Django's 404 for a URL no route matches, as a problem for API clients."""
+    return _plain_problem(request, 404, "not_found", f"No resource at {request.path}.")
+
+
+def server_error(request):
+    """Django's 500 handler: a problem for API clients, the usual page for browsers. The
+    traceback goes to the log only."""
+    if not request.path.startswith("/api/"):
+        return defaults.server_error(request)
+    return _plain_problem(request, 500, "server_error",
+                          "Ferry hit an unexpected error; it is in the server log.")
+
+
+def _plain_problem(request, status_code: int, code: str, detail: str):
+    body = {"type": f"urn:ferry:problem:{code}", "title": _title(status_code),
+            "status": status_code, "detail": detail, "code": code,
+            "instance": request.get_full_path()}
+    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)

@@ -19,6 +19,8 @@ from importer.models import (
 )
 from importer.states import Action
 
+MAX_ID = 2**63 - 1  # the databases' largest id: anything bigger is a 400, not an overflow
+
 
 class ProblemSerializer(serializers.Serializer):
     """An RFC 9457 problem: every error the API returns."""
@@ -175,11 +177,12 @@ class ImportSessionCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     remote_system = serializers.IntegerField(required=False, allow_null=True, default=None,
-                                             min_value=1)
+                                             min_value=1, max_value=MAX_ID)
     source_resource_id = serializers.UUIDField(
         help_text="A source volume's or consistency group's id.")
-    host_ids = serializers.ListField(child=serializers.IntegerField(min_value=1),
-                                     required=False, default=list)
+    host_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False,
+        default=list, max_length=1000)
     automatic_cutover = serializers.BooleanField(required=False, default=False)
     scheduled_timestamp = serializers.DateTimeField(required=False, allow_null=True,
                                                     default=None)

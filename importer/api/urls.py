@@ -1,10 +1,10 @@
 """/api/v1/: the resources, API tokens, the OpenAPI schema and its Swagger UI."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from importer.api import views
+from importer.api import problems, views
 
 app_name = "api"
 
@@ -25,4 +25,6 @@ urlpatterns = [
     path("auth/logout-all/", views.TokenRevokeAllView.as_view(), name="token-revoke-all"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    # Last: any other /api/ path is a 404 problem, not an HTML page.
+    re_path(r"^.*$", problems.api_not_found),
 ]

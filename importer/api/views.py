@@ -1,7 +1,7 @@
 """The REST API (/api/v1/). Every write goes through importer.services, like the dashboard."""
 
 from django.db.models import Prefetch
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from knox.views import LoginView as KnoxLoginView
 from knox.views import LogoutAllView, LogoutView
 from rest_framework import mixins, serializers, status, viewsets
@@ -143,7 +143,7 @@ class VolumeViewSet(ReadOnlyViewSet):
 
     queryset = Volume.objects.prefetch_related("hosts")
     serializer_class = api.VolumeSerializer
-    filterset_fields = ["volume_group", "is_read_only"]
+    filterset_class = filters.VolumeFilter
     ordering_fields = ["id", "name", "size", "created"]
 
 
@@ -257,8 +257,7 @@ class TokenSerializer(serializers.Serializer):
     expiry = serializers.DateTimeField()
 
 
-@extend_schema(request=None, responses={200: TokenSerializer,
-                                        401: OpenApiResponse(api.ProblemSerializer)})
+@extend_schema(request=None, responses={200: TokenSerializer})
 class TokenCreateView(KnoxLoginView):
     """Log in with a password (HTTP Basic, or the browser's session) and get an API token."""
 
