@@ -218,8 +218,40 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
 
 # --- Remote systems and what discovery found ----------------------------------------------------
 
+class DeleteThroughServiceMixin:
+    """Deleting goes through ``delete_through_service(pk, actor=...)``, which may refuse:
+    Django's confirmation page first, then one message per row, never a 500."""
+
+    delete_through_service = None
+
+    @admin.action(description=gettext_lazy("Delete selected %(verbose_name_plural)s"),
+                  permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        if not request.POST.get("post"):
+            return admin_actions.delete_selected(self, request, queryset)
+
+        def delete(obj):
+            type(self).delete_through_service(obj.pk, actor=_actor(request))
+            self.log_deletions(request, [obj])
+            return "deleted"
+        _report_each(self, request, queryset, delete)
+        return None
+
+    def delete_model(self, request, obj):
+        type(self).delete_through_service(obj.pk, actor=_actor(request))
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except FerryError as refusal:
+            self.message_user(request, f"Not deleted: {_reason(refusal)}", messages.ERROR)
+            opts = self.model._meta
+            return redirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change",
+                                    args=[object_id]))
+
+
 @admin.register(RemoteSystem)
-class RemoteSystemAdmin(admin.ModelAdmin):
+class RemoteSystemAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
     """Remote systems are added and changed in the dashboard, whose service checks the folder
     against FERRY_SOURCE_ROOTS; here they are viewed, rediscovered and deleted."""
 
@@ -227,6 +259,7 @@ class RemoteSystemAdmin(admin.ModelAdmin):
     list_filter = ("driver_type", "status")
     search_fields = ("name", "description")
     actions = ["rediscover", "delete_selected"]
+    delete_through_service = services.delete_remote_system
 
     @admin.display(description="folder")
     def folder(self, system):
@@ -249,31 +282,6 @@ class RemoteSystemAdmin(admin.ModelAdmin):
                     f"{found.source_groups.count()} groups")
         _report_each(self, request, queryset, discover)
 
-    @admin.action(description=gettext_lazy("Delete selected %(verbose_name_plural)s"),
-                  permissions=["delete"])
-    def delete_selected(self, request, queryset):
-        """Django's confirmation page, then services.delete_remote_system row by row."""
-        if not request.POST.get("post"):
-            return admin_actions.delete_selected(self, request, queryset)
-
-        def delete(system):
-            services.delete_remote_system(system.pk, actor=_actor(request))
-            self.log_deletions(request, [system])
-            return "deleted"
-        _report_each(self, request, queryset, delete)
-        return None
-
-    def delete_model(self, request, obj):
-        services.delete_remote_system(obj.pk, actor=_actor(request))
-
-    def delete_view(self, request, object_id, extra_context=None):
-        # Django's page already refuses while sessions protect the system; this catches the
-        # service refusing anyway (a session created meanwhile), as a message.
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except FerryError as refusal:
-            self.message_user(request, f"Not deleted: {_reason(refusal)}", messages.ERROR)
-            return redirect(reverse("admin:importer_remotesystem_change", args=[object_id]))
 
 
 @admin.register(SourceVolume)
@@ -297,10 +305,21 @@ class SourceGroupAdmin(admin.ModelAdmin):
 # --- Hosts and destinations -------------------------------------------------------------------
 
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):
+class HostAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
+    """Saved and deleted through the services, so each change is audited and a host still
+    in use is not deleted."""
+
     list_display = ("name", "os_type", "created")
     list_filter = ("os_type",)
     search_fields = ("name", "description")
+    actions = ["delete_selected"]
+    delete_through_service = services.delete_host
+
+    def save_model(self, request, obj, form, change):
+        saved = services.save_host(obj.pk if change else None, name=obj.name,
+                                   os_type=obj.os_type, description=obj.description,
+                                   initiators=obj.initiators, actor=_actor(request))
+        obj.pk = saved.pk
 
 
 @admin.register(HostVolumeMapping)

@@ -211,7 +211,8 @@ def save_host(host_id: int | None, *, name: str, actor: Actor, os_type: str = "L
     actor.require(roles.MANAGE_HOSTS, "manage hosts")
     host = _get(Host, host_id) if host_id is not None else Host()
     name = (name or "").strip()
-    initiators = [str(i).strip() for i in initiators or () if str(i).strip()]
+    # Order kept, repeats dropped: a port listed twice is still one port.
+    initiators = list(dict.fromkeys(str(i).strip() for i in initiators or () if str(i).strip()))
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = ["A name is required."]
@@ -220,8 +221,6 @@ def save_host(host_id: int | None, *, name: str, actor: Actor, os_type: str = "L
     if os_type not in HostOsType.values:
         errors["os_type"] = [f"Unknown OS type {os_type!r}. Types: "
                              f"{', '.join(HostOsType.values)}."]
-    if len(set(initiators)) != len(initiators):
-        errors["initiators"] = ["An initiator is listed twice."]
     if errors:
         raise ValidationError(errors)
     host.name, host.os_type, host.description = name, os_type, description

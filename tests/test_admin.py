@@ -9,7 +9,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from importer import services
-from importer.admin import force_cancel_sessions
+from importer.admin import RemoteSystemAdmin, force_cancel_sessions
 from importer.errors import ValidationError
 from importer.models import (
     CopiedExtent,
@@ -348,7 +348,7 @@ def test_a_refusal_from_the_service_on_the_delete_page_is_a_message(client, staf
 
     def refuse(system_id, *, actor):
         raise ValidationError({"remote_system": ["spare is used by 1 session."]})
-    monkeypatch.setattr(services, "delete_remote_system", refuse)
+    monkeypatch.setattr(RemoteSystemAdmin, "delete_through_service", refuse)
     client.force_login(staff_admin)
     response = client.post(_url(RemoteSystem, "delete", system.pk), {"post": "yes"})
     assert response.status_code == 302
@@ -386,3 +386,26 @@ def test_remote_systems_are_not_edited_in_the_admin(client, staff_admin):
                             "driver_settings": '{"path": "/etc"}'})
     assert response.status_code == 403
     assert RemoteSystem.objects.get(pk=system.pk).driver_settings == {"path": "/srv/a"}
+
+
+@pytest.mark.django_db
+def test_a_host_saved_in_the_admin_goes_through_the_service_and_is_audited(client,
+                                                                             staff_admin):
+    client.force_login(staff_admin)
+    response = client.post(_url(Host, "add"), {"name": "esx-07", "os_type": "ESXi",
+                                               "description": "", "initiators": "[]"})
+    assert response.status_code == 302, response.content
+    assert Host.objects.filter(name="esx-07").exists()
+    event = ImportEvent.objects.get(action="save_host")
+    assert event.subject == "host esx-07" and event.actor_name == staff_admin.username
+
+
+@pytest.mark.django_db
+def test_a_host_in_use_is_not_deleted_from_the_admin(client, staff_admin):
+    host = Host.objects.create(name="esx-08")
+    make_session("volume", "Queued").hosts.add(host)
+    client.force_login(staff_admin)
+    response = client.post(_url(Host, "delete", host.pk), {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    assert Host.objects.filter(pk=host.pk).exists()
+    assert "Not deleted" in response.content.decode()
