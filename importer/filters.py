@@ -76,7 +76,7 @@ class SourceVolumeFilter(django_filters.FilterSet):
 
     class Meta:
         model = SourceVolume
-        fields = ["remote_system", "group", "importable_criteria"]
+        fields = ["remote_system", "group", "importable_criteria", "name", "identifier"]
 
 
 class SourceGroupFilter(django_filters.FilterSet):
@@ -86,7 +86,7 @@ class SourceGroupFilter(django_filters.FilterSet):
 
     class Meta:
         model = SourceGroup
-        fields = ["remote_system", "importable_criteria"]
+        fields = ["remote_system", "importable_criteria", "name"]
 
 
 class ImportEventFilter(django_filters.FilterSet):

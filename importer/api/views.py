@@ -57,6 +57,7 @@ class RemoteSystemViewSet(ReadOnlyViewSet):
 
     queryset = RemoteSystem.objects.all()
     serializer_class = api.RemoteSystemSerializer
+    filterset_fields = ["name", "status"]
     ordering_fields = ["id", "name", "created", "last_discovery_timestamp"]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
@@ -118,9 +119,9 @@ class HostViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.Destr
 
     queryset = Host.objects.all()
     serializer_class = api.HostSerializer
+    filterset_fields = ["name", "os_type"]
     write_permission = roles.MANAGE_HOSTS
     ordering_fields = ["id", "name", "created"]
-    search_fields = ["name"]
 
     def perform_create(self, serializer):
         serializer.instance = self._save(None, serializer.validated_data)
