@@ -32,7 +32,7 @@ migrate: setup
 demo: setup
 	$(PY) manage.py seed_demo
 
-bench: setup ## Measure the mover against cp, and the dashboard at 10,000 sessions
+bench: setup ## Measure the mover against cp, and the dashboard and API at 10,000 sessions
 	FERRY_VAR_DIR=var/bench $(PY) -m tests.bench
 	FERRY_VAR_DIR=var/bench-dashboard $(PY) -m tests.bench_dashboard
 

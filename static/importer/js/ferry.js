@@ -2,18 +2,27 @@
 (function () {
   "use strict";
 
-  // Rows poll only while the tab is visible and no menu or dialog is open.
-  window.ferryMayPoll = function () {
+  // Rows poll only while the tab is visible and no menu or dialog is open. The CSP allows
+  // no eval, so this cannot be an hx-trigger filter ("every 2s [...]"): a due poll is
+  // dropped here instead, and htmx tries again at the next tick.
+  function mayPoll() {
     return document.visibilityState === "visible" &&
       !document.querySelector(".dropdown-menu.show, .modal.show");
-  };
+  }
+  document.body.addEventListener("htmx:confirm", function (event) {
+    var trigger = event.detail.elt.getAttribute("hx-trigger") || "";
+    if (trigger.indexOf("every ") === 0 && !mayPoll()) { event.preventDefault(); }
+  });
 
   function csrfToken() {
     return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
   }
 
   function post(button, extra) {
-    htmx.ajax("POST", button.dataset.url, {
+    // The answer is the row as it is now: an expanded group's row comes back expanded.
+    var row = document.querySelector(button.dataset.target);
+    var members = row && row.classList.contains("ferry-group") && expanded.has(row.id);
+    htmx.ajax("POST", button.dataset.url + (members ? "?members=true" : ""), {
       target: button.dataset.target, swap: "outerHTML",
       values: extra || {}, headers: { "X-CSRFToken": csrfToken() }
     });
@@ -127,9 +136,10 @@
   });
 
   // Groups expand to show their members. The server renders members only for groups that
-  // ask (a row poll sends members=true for an expanded group), and expansion is remembered.
+  // ask (loadRow, or post above), a row rendered with its members asks for them again when
+  // it polls (its hx-vals: JSON, since the CSP allows no js: values), and expansion is
+  // remembered.
   var expanded = new Set(JSON.parse(sessionStorage.getItem("ferry-expanded") || "[]"));
-  window.ferryExpanded = function (id) { return expanded.has(id); };
   function loadRow(body) {
     htmx.ajax("GET", body.dataset.rowUrl + "?members=" + expanded.has(body.id),
               { target: "#" + body.id, swap: "outerHTML" });
