@@ -53,7 +53,8 @@ class ImportSessionFilter(django_filters.FilterSet):
     remote_system = IdFilter()
     parent_session = IdFilter()
     state = django_filters.MultipleChoiceFilter(
-        choices=STATE_CHOICES, help_text="Repeat for several states: ?state=A&state=B.")
+        choices=STATE_CHOICES, distinct=False,  # no join, so no duplicates to remove
+        help_text="Repeat for several states: ?state=A&state=B.")
     type = django_filters.ChoiceFilter(choices=SessionType.choices)
     destination_resource_type = django_filters.ChoiceFilter(choices=DestinationType.choices)
     name = django_filters.CharFilter(lookup_expr="icontains",
@@ -72,7 +73,7 @@ class SourceVolumeFilter(django_filters.FilterSet):
     remote_system = IdFilter()
     group = django_filters.UUIDFilter()
     importable_criteria = django_filters.MultipleChoiceFilter(
-        choices=ImportableCriteria.choices)
+        choices=ImportableCriteria.choices, distinct=False)
 
     class Meta:
         model = SourceVolume
@@ -82,7 +83,7 @@ class SourceVolumeFilter(django_filters.FilterSet):
 class SourceGroupFilter(django_filters.FilterSet):
     remote_system = IdFilter()
     importable_criteria = django_filters.MultipleChoiceFilter(
-        choices=ImportableCriteria.choices)
+        choices=ImportableCriteria.choices, distinct=False)
 
     class Meta:
         model = SourceGroup

@@ -158,19 +158,14 @@ class MemberSessionSerializer(serializers.ModelSerializer):
 
 
 class ImportSessionSerializer(MemberSessionSerializer):
-    members = serializers.SerializerMethodField(
+    # Declared once, so a page of groups builds one member serializer, not one per group.
+    members = MemberSessionSerializer(
+        many=True, read_only=True,
         help_text="A group's member sessions, one per volume; empty for a volume session.")
 
     class Meta(MemberSessionSerializer.Meta):
         fields = [*MemberSessionSerializer.Meta.fields, "members"]
         read_only_fields = fields
-
-    @extend_schema_field(MemberSessionSerializer(many=True))
-    def get_members(self, session):
-        if not session.is_group:
-            return []
-        return MemberSessionSerializer(session.members.all(), many=True,
-                                       context=self.context).data
 
 
 class ImportSessionCreateSerializer(serializers.Serializer):

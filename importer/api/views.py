@@ -185,9 +185,12 @@ class ImportSessionViewSet(mixins.DestroyModelMixin, ReadOnlyViewSet):
     """Imports of one volume, or of a consistency group (its members are volume sessions
     that act only through their group)."""
 
-    queryset = ImportSession.objects.prefetch_related(
-        "hosts", Prefetch("members", queryset=ImportSession.objects.prefetch_related("hosts")
-                          .order_by("name")))
+    # The mover's bookkeeping is not part of the representation: not loaded for a list.
+    _UNSHOWN = ("source_access_backup", "lease_owner", "lease_expires_at", "copy_seconds",
+                "admitted_timestamp")
+    queryset = ImportSession.objects.defer(*_UNSHOWN).prefetch_related(
+        "hosts", Prefetch("members", queryset=ImportSession.objects.defer(*_UNSHOWN)
+                          .prefetch_related("hosts").order_by("name")))
     serializer_class = api.ImportSessionSerializer
     filterset_class = filters.ImportSessionFilter
     write_permission = roles.OPERATE
