@@ -143,8 +143,6 @@ class HostForm(BootstrapMixin, forms.ModelForm):
             self.fields["initiators_text"].initial = "\n".join(self.instance.initiators)
         self.style_widgets()
 
-    def save(self, commit=True):
-        self.instance.initiators = [line.strip() for line in
-                                    self.cleaned_data["initiators_text"].splitlines()
-                                    if line.strip()]
-        return super().save(commit)
+    def initiators(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["initiators_text"].splitlines()
+                if line.strip()]

@@ -421,9 +421,18 @@ def host_edit(request, pk=None):
     host = get_object_or_404(Host, pk=pk) if pk else None
     form = forms.HostForm(request.POST or None, instance=host)
     if request.method == "POST" and form.is_valid():
-        form.save()
-        messages.success(request, f"Saved host {form.instance.name}.")
-        return redirect("importer:host-list")
+        data = form.cleaned_data
+        try:
+            saved = services.save_host(
+                pk, name=data["name"], os_type=data["os_type"],
+                description=data["description"], initiators=form.initiators(),
+                actor=services.Actor(request.user, _client_address(request)))
+        except ValidationError as error:
+            for field, problems in error.field_errors.items():
+                form.add_error(field if field in form.fields else None, problems)
+        else:
+            messages.success(request, f"Saved host {saved.name}.")
+            return redirect("importer:host-list")
     return render(request, "importer/host_form.html", {"form": form, "host": host})
 
 

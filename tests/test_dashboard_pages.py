@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from importer.models import ImportSession, RemoteSystem
+from importer.models import ImportEvent, ImportSession, RemoteSystem
 from tests.conftest import HostFactory, MiB, discovered_system, make_session, write_random
 
 WIZARD = reverse("importer:import-create")
@@ -145,6 +145,8 @@ def test_an_admin_adds_and_edits_a_host(client, admin_user):
         "name": "esx-01", "os_type": "ESXi", "initiators_text": "iqn.a\n\niqn.b "})
     response = client.get(reverse("importer:host-list"))
     assert "esx-01" in response.content.decode() and "iqn.a, iqn.b" in response.content.decode()
+    event = ImportEvent.objects.get(action="save_host")  # through the service, audited
+    assert event.subject == "host esx-01" and event.actor_name == admin_user.username
 
 
 @pytest.mark.django_db
