@@ -123,7 +123,8 @@ class MemberSessionSerializer(serializers.ModelSerializer):
     source_resource_type = serializers.ChoiceField(choices=DestinationType.choices,
                                                    read_only=True)
     destination_resource_id = serializers.IntegerField(read_only=True, allow_null=True)
-    host_ids = serializers.PrimaryKeyRelatedField(source="hosts", many=True, read_only=True)
+    host_ids = serializers.PrimaryKeyRelatedField(source="listed_hosts", many=True,
+                                                  read_only=True)
     error = serializers.SerializerMethodField()
 
     class Meta:
@@ -160,7 +161,7 @@ class MemberSessionSerializer(serializers.ModelSerializer):
 class ImportSessionSerializer(MemberSessionSerializer):
     # Declared once, so a page of groups builds one member serializer, not one per group.
     members = MemberSessionSerializer(
-        many=True, read_only=True,
+        source="listed_members", many=True, read_only=True,
         help_text="A group's member sessions, one per volume; empty for a volume session.")
 
     class Meta(MemberSessionSerializer.Meta):
