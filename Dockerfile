@@ -12,4 +12,4 @@ RUN pip install --no-cache-dir . \
 RUN useradd --create-home ferry && mkdir -p /data && chown ferry /data
 USER ferry
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi"]

@@ -5,6 +5,7 @@ Prints a table and a JSON line.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ TARGETS_MS = {"page": 150, "filtered": 150, "row_poll": 30, "api_list_100": 100,
 
 def timings(client: Client, url: str, **headers) -> list[float]:
     client.get(url, **headers)  # warm the caches once, as a live server would be
+    gc.freeze()  # as config/gunicorn.py does in each worker once the app is loaded
     samples = []
     for _ in range(REQUESTS):
         started = time.perf_counter()
