@@ -413,3 +413,19 @@ def _basic(username: str, password: str) -> str:
     import base64
 
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def test_the_schema_generates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file",
+                 str(tmp_path / "schema.yaml"))
+    assert "host_ids" in (tmp_path / "schema.yaml").read_text()
+
+
+def test_a_session_lists_its_hosts_ids(viewer):
+    session = make_session("volume", "Queued")
+    hosts = [Host.objects.create(name=f"esx-{n}") for n in range(2)]
+    session.hosts.set(hosts)
+    body = client_for(viewer).get(session_url(session.pk)).json()
+    assert sorted(body["host_ids"]) == sorted(h.pk for h in hosts)

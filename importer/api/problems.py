@@ -85,7 +85,7 @@ def _ferry_problem(error: errors.FerryError, request) -> Response:
         status.HTTP_400_BAD_REQUEST)
     extensions = {"arguments": error.arguments}
     if isinstance(error, errors.ValidationError):
-        extensions["errors"] = error.field_errors
+        extensions = {"errors": error.field_errors}
     if isinstance(error, errors.ActionNotAllowed):
         extensions["state"] = error.state
         extensions["allowed_actions"] = error.allowed_actions

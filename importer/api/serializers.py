@@ -113,6 +113,14 @@ class VolumeGroupSerializer(serializers.ModelSerializer):
 
 # --- Import sessions --------------------------------------------------------------------------
 
+@extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+class HostIdsField(serializers.Field):
+    """The ids of a prefetched list of hosts."""
+
+    def to_representation(self, hosts):
+        return [host.pk for host in hosts]
+
+
 class MemberSessionSerializer(serializers.ModelSerializer):
     """A session's own fields. A group's members are shown this way."""
 
@@ -123,8 +131,8 @@ class MemberSessionSerializer(serializers.ModelSerializer):
     source_resource_type = serializers.ChoiceField(choices=DestinationType.choices,
                                                    read_only=True)
     destination_resource_id = serializers.IntegerField(read_only=True, allow_null=True)
-    host_ids = serializers.PrimaryKeyRelatedField(source="listed_hosts", many=True,
-                                                  read_only=True)
+    host_ids = HostIdsField(source="listed_hosts", read_only=True,
+                            help_text="Hosts the destination is mapped to.")
     error = serializers.SerializerMethodField()
 
     class Meta:
