@@ -231,6 +231,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "TAGS": [  # the order Swagger UI shows them in: the workflow first
+        {"name": "import-sessions", "description": "Imports and their actions"},
+        {"name": "remote-systems", "description": "Source arrays, and discovery"},
+        {"name": "source-volumes"}, {"name": "source-groups"}, {"name": "hosts"},
+        {"name": "volumes", "description": "Destination volumes"}, {"name": "volume-groups"},
+        {"name": "events", "description": "The audit log"},
+        {"name": "auth", "description": "API tokens"},
+    ],
     "ENUM_NAME_OVERRIDES": {
         "SessionStateEnum": "importer.models.STATE_CHOICES",
         "ResourceTypeEnum": "importer.models.DestinationType",
