@@ -429,3 +429,19 @@ def test_a_session_lists_its_hosts_ids(viewer):
     session.hosts.set(hosts)
     body = client_for(viewer).get(session_url(session.pk)).json()
     assert sorted(body["host_ids"]) == sorted(h.pk for h in hosts)
+
+
+def test_a_client_locked_out_over_http_basic_is_told_so(operator, settings):
+    client = client_for()
+    client.credentials(HTTP_AUTHORIZATION=_basic(operator.username, "wrong"))
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        _problem(client.get(f"{API}/import-sessions/"), 401, "authentication_failed")
+    _problem(client.get(f"{API}/import-sessions/"), 429, "locked_out")  # the last straw
+    client.credentials(HTTP_AUTHORIZATION=_basic(operator.username,
+                                                 "correct horse battery staple"))
+    response = client.get(f"{API}/import-sessions/")  # the right password, too late
+    problem = _problem(response, 429, "locked_out")
+    assert "locked out" in problem["detail"] and operator.username in problem["detail"]
+    assert int(response["Retry-After"]) == round(settings.AXES_COOLOFF_TIME * 3600)
+    assert ImportEvent.objects.filter(action="login_locked_out",
+                                      actor_name=operator.username).exists()

@@ -74,7 +74,7 @@ def problem_exception_handler(exc, context):
     headers = getattr(exc, "auth_header", None)
     if headers:
         response["WWW-Authenticate"] = headers
-    if isinstance(exc, exceptions.Throttled) and exc.wait:
+    if getattr(exc, "wait", None):  # throttled, or locked out
         response["Retry-After"] = str(int(exc.wait))
     return response
 
@@ -94,7 +94,7 @@ def _ferry_problem(error: errors.FerryError, request) -> Response:
 
 def _drf_problem(exc: exceptions.APIException, request) -> Response:
     code = next((code for kind, code in _DRF_CODES.items() if isinstance(exc, kind)),
-                "bad_request")
+                exc.default_code)
     if isinstance(exc, exceptions.ValidationError):
         field_errors = _field_errors(exc.detail)
         summary = "; ".join(f"{field}: {' '.join(messages)}"

@@ -1,12 +1,14 @@
 """OpenAPI generation: every operation documents the problems it can return."""
 
+from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.openapi import AutoSchema
 
 from importer.api.problems import PROBLEM_CONTENT_TYPE
 
 _ALWAYS = {"401": "Not logged in, or a bad or expired token.",
            "403": "Your role does not allow this.",
-           "406": "The Accept header asks for a type the API does not serve."}
+           "406": "The Accept header asks for a type the API does not serve.",
+           "429": "Locked out after repeated failed logins (HTTP Basic)."}
 _WITH_ID = {"404": "No such object."}
 _WITH_BODY = {"400": "Invalid input: see errors.",
               "409": "Refused in the object's current state: see state and allowed_actions.",
@@ -38,3 +40,9 @@ class FerryAutoSchema(AutoSchema):
         if self.method == "GET" and self._is_list_view():
             problems.update(_LIST)
         return problems
+
+
+class LockoutAwareBasicScheme(BasicScheme):
+    """Documents Ferry's HTTP Basic as plain HTTP Basic (registered by being defined)."""
+
+    target_class = "importer.api.authentication.LockoutAwareBasicAuthentication"

@@ -5,13 +5,14 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from knox.views import LoginView as KnoxLoginView
 from knox.views import LogoutAllView, LogoutView
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from importer import audit, filters, roles, services
 from importer.api import serializers as api
+from importer.api.authentication import LockoutAwareBasicAuthentication
 from importer.api.idempotency import IdempotentPostMixin
 from importer.api.permissions import RolePermission
 from importer.models import (
@@ -269,7 +270,7 @@ class TokenSerializer(serializers.Serializer):
 class TokenCreateView(KnoxLoginView):
     """Log in with a password (HTTP Basic, or the browser's session) and get an API token."""
 
-    authentication_classes = [BasicAuthentication, SessionAuthentication]
+    authentication_classes = [LockoutAwareBasicAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated]
 
     def post(self, request, format=None):
