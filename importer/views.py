@@ -439,13 +439,15 @@ def host_edit(request, pk=None):
 # --- Events: the audit log -------------------------------------------------------------------
 
 EVENT_COLUMNS = ("timestamp", "session_name", "actor_name", "action", "from_state", "to_state",
-                 "outcome", "error_code", "error_message", "client_address")
+                 "outcome", "error_code", "error_message", "subject", "client_address")
 
 
 def _events(request):
     events = ImportEvent.objects.all()
-    filters = {"session": "session_name__icontains", "actor": "actor_name__icontains",
-               "action": "action", "outcome": "outcome"}
+    about = request.GET.get("session", "").strip()
+    if about:  # a session, or what a non-session event is about (a system, a host, a path)
+        events = events.filter(Q(session_name__icontains=about) | Q(subject__icontains=about))
+    filters = {"actor": "actor_name__icontains", "action": "action", "outcome": "outcome"}
     for param, lookup in filters.items():
         if request.GET.get(param):
             events = events.filter(**{lookup: request.GET[param]})

@@ -163,3 +163,12 @@ def test_events_are_filtered_and_exported_as_csv(client, operator):
     assert rows[0][:4] == ["timestamp", "session_name", "actor_name", "action"]
     assert [row[1:4] for row in rows[1:]] == [["db", operator.username, "pause"]]
     assert rows[1][-1] == "10.0.0.9"
+
+
+@pytest.mark.django_db
+def test_the_events_page_shows_refusals_by_their_subject(client, viewer, admin_user):
+    client.force_login(viewer)
+    client.get(reverse("importer:host-create"))  # refused: viewers do not manage hosts
+    client.force_login(admin_user)
+    page = client.get(reverse("importer:event-list"), {"session": "hosts"}).content.decode()
+    assert "access_denied" in page and "/hosts/" in page and viewer.username in page
