@@ -7,7 +7,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext_lazy
 
-from importer import audit, roles, services, states
+from importer import roles, services, states
 from importer.errors import FerryError, NotFound, PermissionDenied, SourceError, ValidationError
 from importer.models import (
     CopiedExtent,
@@ -36,10 +36,6 @@ _SETUP_FIELDS = ("name", "type", "parent_session", "remote_system", "source_volu
                  "source_group", "destination_resource_type", "destination_volume",
                  "destination_volume_group", "hosts", "automatic_cutover",
                  "scheduled_timestamp", "throttle_bytes_per_second", "force_cancel")
-
-
-def _actor(request) -> services.Actor:
-    return services.Actor(request.user, audit.client_address(request))
 
 
 def _reason(error: FerryError) -> str:
@@ -76,7 +72,7 @@ def _session_action(action: Action, done: str, *, force: bool = False):
                   permissions=["force_cancel" if force else "operate"])
     def run(modeladmin, request, queryset):
         def perform(session):
-            moved = services.perform_action(session.pk, action, actor=_actor(request),
+            moved = services.perform_action(session.pk, action, actor=services.Actor.of(request),
                                             force=force)
             return f"{done} (now {moved.state_info.label})"
         _report_each(modeladmin, request, queryset.order_by("name"), perform)
@@ -166,7 +162,7 @@ class ImportSessionAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if "description" in form.changed_data:
-            services.describe_import(obj.pk, obj.description, actor=_actor(request))
+            services.describe_import(obj.pk, obj.description, actor=services.Actor.of(request))
 
 
 # --- The audit trail and other records nobody edits -------------------------------------------
@@ -231,14 +227,14 @@ class DeleteThroughServiceMixin:
             return admin_actions.delete_selected(self, request, queryset)
 
         def delete(obj):
-            type(self).delete_through_service(obj.pk, actor=_actor(request))
+            type(self).delete_through_service(obj.pk, actor=services.Actor.of(request))
             self.log_deletions(request, [obj])
             return "deleted"
         _report_each(self, request, queryset, delete)
         return None
 
     def delete_model(self, request, obj):
-        type(self).delete_through_service(obj.pk, actor=_actor(request))
+        type(self).delete_through_service(obj.pk, actor=services.Actor.of(request))
 
     def delete_view(self, request, object_id, extra_context=None):
         try:
@@ -277,7 +273,7 @@ class RemoteSystemAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
     @admin.action(description="Rediscover selected remote systems", permissions=["operate"])
     def rediscover(self, request, queryset):
         def discover(system):
-            found = services.discover_remote_system(system.pk, actor=_actor(request))
+            found = services.discover_remote_system(system.pk, actor=services.Actor.of(request))
             return (f"rediscovered {found.source_volumes.count()} volumes and "
                     f"{found.source_groups.count()} groups")
         _report_each(self, request, queryset, discover)
@@ -318,7 +314,7 @@ class HostAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         saved = services.save_host(obj.pk if change else None, name=obj.name,
                                    os_type=obj.os_type, description=obj.description,
-                                   initiators=obj.initiators, actor=_actor(request))
+                                   initiators=obj.initiators, actor=services.Actor.of(request))
         obj.pk = saved.pk
 
 

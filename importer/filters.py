@@ -19,7 +19,7 @@ from importer.models import (
     Volume,
 )
 
-MAX_ID = 2**63 - 1
+MAX_ID = 2**63 - 1  # the databases' largest id: anything bigger is a 400, not an overflow
 
 
 class _IdField(forms.IntegerField):

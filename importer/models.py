@@ -4,10 +4,12 @@ Data only, plus small derived properties. State is written by ``importer.service
 """
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from importer import states
 
@@ -363,8 +365,17 @@ class ImportEvent(models.Model):
         return f"{about}: {self.action} {self.from_state}→{self.to_state}"
 
 
+class IdempotencyRecordQuerySet(models.QuerySet):
+    def expired(self, now=None):
+        """Records older than FERRY_IDEMPOTENCY_HOURS: their keys may be used afresh."""
+        age = timedelta(hours=settings.FERRY_IDEMPOTENCY_HOURS)
+        return self.filter(created__lt=(now or timezone.now()) - age)
+
+
 class IdempotencyRecord(models.Model):
     """The first response to a POST sent with an ``Idempotency-Key``, kept for replays."""
+
+    objects = IdempotencyRecordQuerySet.as_manager()
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="idempotency_records")

@@ -34,6 +34,7 @@ from importer.models import (
     Host,
     HostOsType,
     HostVolumeMapping,
+    IdempotencyRecord,
     ImportableCriteria,
     ImportEvent,
     ImportSession,
@@ -73,6 +74,11 @@ class Actor:
 
     user: Any = None
     address: str | None = None
+
+    @classmethod
+    def of(cls, request) -> "Actor":
+        """The user behind a web, API or admin request, and where it came from."""
+        return cls(request.user, audit.client_address(request))
 
     @property
     def is_system(self) -> bool:
@@ -705,6 +711,7 @@ def scheduler_tick(now: datetime | None = None) -> dict:
         _start_scheduled(session_id)
     admitted = _admit_queued()
     restarted = _restart_orphaned_copies(now)
+    IdempotencyRecord.objects.expired(now).delete()  # housekeeping for the API's retries
     return {"started": len(due), "admitted": len(admitted), "restarted": restarted}
 
 

@@ -192,7 +192,7 @@ def _name_of(pk) -> str:
 
 
 def _run_action(request, pk, action, force) -> tuple[str, str]:
-    actor = services.Actor(request.user, _client_address(request))
+    actor = services.Actor.of(request)
     label = states.ACTION_LABELS.get(action, action)
     try:
         session = services.perform_action(pk, action, actor=actor, force=force)
@@ -203,10 +203,6 @@ def _run_action(request, pk, action, force) -> tuple[str, str]:
     except FerryError as error:
         return "danger", error.message
     return "success", f"{label}: {session.name} is {session.state_info.label}."
-
-
-def _client_address(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 # --- Health ----------------------------------------------------------------------------------
@@ -276,7 +272,7 @@ def _create_imports(request, form):
     data = form.cleaned_data
     rows = {row["id"]: row["name"] for row in forms.resource_rows(data["remote_system"].pk)}
     resources = data["resources"]
-    actor = services.Actor(request.user, _client_address(request))
+    actor = services.Actor.of(request)
     try:
         with transaction.atomic():  # several resources: all are created, or none
             created = [services.create_import(
@@ -361,7 +357,7 @@ def system_edit(request, pk=None):
                 "description": system.description} if system else {})
     form = forms.RemoteSystemForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        actor = services.Actor(request.user, _client_address(request))
+        actor = services.Actor.of(request)
         try:
             saved = services.save_remote_system(
                 system.pk if system else None, name=form.cleaned_data["name"],
@@ -380,7 +376,7 @@ def system_edit(request, pk=None):
 @login_required
 @require_POST
 def system_delete(request, pk):
-    actor = services.Actor(request.user, _client_address(request))
+    actor = services.Actor.of(request)
     try:
         services.delete_remote_system(pk, actor=actor)
         messages.success(request, "Remote system deleted.")
@@ -397,7 +393,7 @@ def system_discover(request, pk):
 
 
 def _discover(request, system) -> None:
-    actor = services.Actor(request.user, _client_address(request))
+    actor = services.Actor.of(request)
     try:
         found = services.discover_remote_system(system.pk, actor=actor)
         messages.success(request, f"Discovered {found.source_volumes.count()} volumes and "
@@ -426,7 +422,7 @@ def host_edit(request, pk=None):
             saved = services.save_host(
                 pk, name=data["name"], os_type=data["os_type"],
                 description=data["description"], initiators=form.initiators(),
-                actor=services.Actor(request.user, _client_address(request)))
+                actor=services.Actor.of(request))
         except ValidationError as error:
             for field, problems in error.field_errors.items():
                 form.add_error(field if field in form.fields else None, problems)

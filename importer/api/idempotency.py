@@ -7,12 +7,9 @@ while the first is still running it is a 409. A POST without the key runs normal
 
 import hashlib
 import json
-from datetime import timedelta
 
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from rest_framework.response import Response
 
 from importer.api.problems import PROBLEM_CONTENT_TYPE
@@ -62,8 +59,8 @@ class IdempotentPostMixin:
 
 
 def purge_expired(now=None) -> int:
-    cutoff = (now or timezone.now()) - timedelta(hours=settings.FERRY_IDEMPOTENCY_HOURS)
-    return IdempotencyRecord.objects.filter(created__lt=cutoff).delete()[0]
+    """Forget every expired key (the scheduler tick does this too)."""
+    return IdempotencyRecord.objects.expired(now).delete()[0]
 
 
 def _claim(request, key: str) -> IdempotencyRecord:
@@ -71,7 +68,8 @@ def _claim(request, key: str) -> IdempotencyRecord:
         raise IdempotencyError("invalid_idempotency_key", 400,
                                f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.")
     request_hash = _fingerprint(request)
-    purge_expired()
+    # Only this key's expired record: the scheduler tick purges the rest.
+    IdempotencyRecord.objects.expired().filter(user=request.user, key=key).delete()
     try:
         with transaction.atomic():
             return IdempotencyRecord.objects.create(

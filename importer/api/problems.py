@@ -4,7 +4,6 @@ Domain errors from the services keep their own codes; DRF's errors (bad JSON, a 
 login, an unknown id) get codes of the same shape. Refused logins and roles are audited.
 """
 
-import logging
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -15,8 +14,6 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from importer import audit, errors
-
-log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -45,17 +42,16 @@ _DRF_CODES = {
 
 
 def problem(status_code: int, code: str, detail: str, request=None, **extensions) -> Response:
-    body = {
-        "type": f"urn:ferry:problem:{code}",
-        "title": _title(status_code),
-        "status": status_code,
-        "detail": detail,
-        "code": code,
-        **extensions,
-    }
+    return Response(_body(status_code, code, detail, request, extensions),
+                    status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _body(status_code: int, code: str, detail: str, request, extensions=None) -> dict:
+    body = {"type": f"urn:ferry:problem:{code}", "title": _title(status_code),
+            "status": status_code, "detail": detail, "code": code, **(extensions or {})}
     if request is not None:
         body["instance"] = request.get_full_path()
-    return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+    return body
 
 
 def problem_exception_handler(exc, context):
@@ -64,8 +60,8 @@ def problem_exception_handler(exc, context):
         return _ferry_problem(exc, request)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):  # django-axes refuses a locked-out client
-        exc = exceptions.PermissionDenied(str(exc) or "Too many failed logins: locked out.")
+    elif isinstance(exc, DjangoPermissionDenied):  # as DRF's own handler maps it
+        exc = exceptions.PermissionDenied(str(exc) or None)
     if not isinstance(exc, exceptions.APIException):
         return None  # a real bug: Django's 500 handling logs it
     response = _drf_problem(exc, request)
@@ -83,9 +79,10 @@ def _ferry_problem(error: errors.FerryError, request) -> Response:
     status_code = getattr(error, "status", None) or next(
         (code for kind, code in _FERRY_STATUS.items() if isinstance(error, kind)),
         status.HTTP_400_BAD_REQUEST)
-    extensions = {"arguments": error.arguments}
     if isinstance(error, errors.ValidationError):
         extensions = {"errors": error.field_errors}
+    else:
+        extensions = {"arguments": error.arguments}
     if isinstance(error, errors.ActionNotAllowed):
         extensions["state"] = error.state
         extensions["allowed_actions"] = error.allowed_actions
@@ -151,7 +148,5 @@ def server_error(request):
 
 
 def _plain_problem(request, status_code: int, code: str, detail: str):
-    body = {"type": f"urn:ferry:problem:{code}", "title": _title(status_code),
-            "status": status_code, "detail": detail, "code": code,
-            "instance": request.get_full_path()}
-    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+    return JsonResponse(_body(status_code, code, detail, request), status=status_code,
+                        content_type=PROBLEM_CONTENT_TYPE)

@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from importer import roles
+from importer.filters import MAX_ID
 from importer.models import (
     DestinationType,
     Host,
@@ -18,8 +19,6 @@ from importer.models import (
     VolumeGroup,
 )
 from importer.states import Action
-
-MAX_ID = 2**63 - 1  # the databases' largest id: anything bigger is a 400, not an overflow
 
 
 class ProblemSerializer(serializers.Serializer):

@@ -36,7 +36,7 @@ class FerryViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
         return self.write_permission
 
     def actor(self) -> services.Actor:
-        return services.Actor(self.request.user, audit.client_address(self.request))
+        return services.Actor.of(self.request)
 
     def valid_input(self, serializer_class, **kwargs) -> dict:
         serializer = serializer_class(data=self.request.data, **kwargs)
