@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,23 +20,15 @@ from importer.models import CopiedExtent, ImportSession
 from importer.mover.copier import Checkpoint, CopyError, CopyPlan, copy_range, first_mismatch
 from importer.mover.extents import missing_ranges
 from importer.mover.throttle import TokenBucket
+from importer import states
 from importer.states import State
 
 MIN_CHUNK = 1024 * 1024
 STOP_CHECK_SECONDS = 0.2  # how often the copier re-reads the state: pause within 1 s
-_CHECKPOINTING_STATES = [State.COPY_IN_PROGRESS, State.PAUSED, State.CANCEL_IN_PROGRESS]
 
 
 class VerificationFailed(FerryError):
     code = "verification_failed"
-
-
-class LeaseBusy(Exception):
-    """Another worker holds this session's copy."""
-
-
-def new_lease_id() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 def copy_plan(rate_limit: float | None = None) -> CopyPlan:
@@ -49,24 +40,6 @@ def copy_plan(rate_limit: float | None = None) -> CopyPlan:
     return CopyPlan(chunk_size=chunk, checkpoint_bytes=settings.FERRY_CHECKPOINT_BYTES,
                     checkpoint_seconds=settings.FERRY_CHECKPOINT_SECONDS,
                     checksums=settings.FERRY_VERIFY_CHECKSUMS)
-
-
-def acquire_lease(session_id: int, lease_id: str, handoff: str | None) -> bool:
-    """Take the copy's lease: free, expired, or handed over by the previous slice."""
-    now = timezone.now()
-    claimable = Q(lease_owner="") | Q(lease_expires_at__lt=now)
-    if handoff:
-        claimable |= Q(lease_owner=handoff)
-    return ImportSession.objects.filter(claimable, pk=session_id,
-                                        state=State.COPY_IN_PROGRESS).update(
-        lease_owner=lease_id, lease_expires_at=now + _lease()) == 1
-
-
-def release_lease(session_id: int, lease_id: str, *, keep_for_handoff: bool) -> None:
-    """Release the lease, or keep it through the hand-off to the next slice."""
-    fields = ({"lease_expires_at": timezone.now() + _lease()} if keep_for_handoff
-              else {"lease_owner": "", "lease_expires_at": None})
-    ImportSession.objects.filter(pk=session_id, lease_owner=lease_id).update(**fields)
 
 
 def _lease() -> timedelta:
@@ -154,7 +127,7 @@ class _Progress:
             # Still ours while we hold the lease, even once a pause or cancel was asked for:
             # the range is on disk, and a pause keeps every copied range.
             mine = ImportSession.objects.filter(pk=self.session.pk, lease_owner=self.lease_id,
-                                                state__in=_CHECKPOINTING_STATES)
+                                                state__in=states.CHECKPOINTING)
             if not mine.update(**self._progress_fields(length / elapsed)):
                 return  # taken over by another worker: this checkpoint is not ours to keep
             CopiedExtent.objects.create(session_id=self.session.pk, start=checkpoint.start,
@@ -208,19 +181,11 @@ def _update_group_progress(group_id: int | None) -> None:
         copied_bytes=copied, progress_percentage=min(100, copied * 100 // total))
 
 
-def wait_for_copy_to_stop(session: ImportSession) -> None:
-    """Before a rollback removes the destination, let a running copy notice and let go."""
-    deadline = time.monotonic() + settings.FERRY_LEASE_SECONDS + 5
-    while time.monotonic() < deadline:
-        row = ImportSession.objects.filter(pk=session.pk).values(
-            "lease_owner", "lease_expires_at").first()
-        if not row or not row["lease_owner"] or row["lease_expires_at"] < timezone.now():
-            return
-        time.sleep(0.1)
+def verify_destination(session: ImportSession, keep_alive=lambda: None) -> None:
+    """Before cutover: every range copied, and the destination matches its checksums.
 
-
-def verify_destination(session: ImportSession) -> None:
-    """Before cutover: every range copied, and the destination matches its checksums."""
+    ``keep_alive`` is called between extents: a long verify renews the job's lease.
+    """
     extents = list(session.copied_extents.order_by("start"))
     gaps = missing_ranges([(e.start, e.end) for e in extents], session.total_bytes)
     if gaps:
@@ -234,6 +199,7 @@ def verify_destination(session: ImportSession) -> None:
             raise VerificationFailed(f"{location} is not {session.total_bytes} bytes long.",
                                      path=location)
         for extent in extents:
+            keep_alive()
             checkpoint = Checkpoint(extent.start, extent.end, extent.chunk_size,
                                     extent.digests)
             offset = first_mismatch(fd, checkpoint)

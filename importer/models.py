@@ -222,7 +222,11 @@ class ImportSession(models.Model):
     admitted_timestamp = models.DateTimeField(null=True, blank=True)
     # What revoking the source's host access changed, so cancel can put it back.
     source_access_backup = models.JSONField(null=True, blank=True)
-    # The copy's lease: a worker copies only while it holds it (see importer.copying).
+    # The job outbox: the job this state hands to the workers, written with the state, and
+    # when it was last sent to the broker (None: not yet). See importer.services.dispatch.
+    pending_job = models.CharField(max_length=16, blank=True, db_index=True)
+    job_sent_at = models.DateTimeField(null=True, blank=True)
+    # The lease: a worker runs the pending job only while it holds it (services.leases).
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     copy_seconds = models.FloatField(default=0, help_text="Time spent copying so far.")

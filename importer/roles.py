@@ -6,6 +6,8 @@ VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 
 OPERATE = "importer.operate_importsession"
 FORCE_CANCEL = "importer.force_cancel_importsession"
+# Forcing a cancel or a cleanup: giving up on the rollback of a source (admins only).
+FORCE = FORCE_CANCEL
 MANAGE_SYSTEMS = "importer.change_remotesystem"
 MANAGE_HOSTS = "importer.change_host"
 

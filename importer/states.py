@@ -72,17 +72,80 @@ class Action(StrEnum):
     MODIFY_SCHEDULE = "modify_schedule"
 
 
-ACTION_LABELS = {
-    Action.ENABLE_DESTINATION_VOLUME: "Enable Destination Volume",
-    Action.START_COPY: "Start Copy",
-    Action.PAUSE: "Pause",
-    Action.RESUME: "Resume",
-    Action.CUTOVER: "Cutover",
-    Action.CANCEL: "Cancel",
-    Action.CLEANUP: "Cleanup",
-    Action.DELETE: "Delete",
-    Action.MODIFY_SCHEDULE: "Modify Schedule",
+@dataclass(frozen=True)
+class ActionInfo:
+    """How an action is shown: its label, the note an operator reads before confirming it
+    (the spec's "What operators must be told"), and what forcing it skips (admins only)."""
+
+    label: str
+    note: str = ""
+    force_label: str = ""
+    force_note: str = ""
+    in_menu: bool = True  # Delete is REST-only (spec); the schedule is edited where shown
+
+    @property
+    def confirm(self) -> bool:
+        return bool(self.note)
+
+    @property
+    def forceable(self) -> bool:
+        return bool(self.force_label)
+
+
+# In PowerStore Manager's menu order: the Import Actions menu, the bulk menu, the admin's
+# actions and the API's action endpoints are all derived from this table.
+ACTIONS: dict[Action, ActionInfo] = {
+    Action.ENABLE_DESTINATION_VOLUME: ActionInfo(
+        "Enable Destination Volume",
+        "Shut the host application down before you enable the destination volume. Ferry "
+        "removes the source's host access, so nothing writes to the old path by mistake."),
+    Action.START_COPY: ActionInfo(
+        "Start Copy",
+        "Reconfigure the host application to use the destination volume before you start "
+        "the copy."),
+    Action.PAUSE: ActionInfo("Pause"),
+    Action.RESUME: ActionInfo("Resume"),
+    Action.CUTOVER: ActionInfo(
+        "Cutover",
+        "Cutover commits the import: the destination becomes the volume of record and the "
+        "source is released. A group is complete only when every member is; a partial "
+        "cutover is retried until it succeeds."),
+    Action.CANCEL: ActionInfo(
+        "Cancel",
+        "If the host was already reconfigured to the destination volume, shut the application "
+        "down and point it back at the source volume first. Not needed if it never used the "
+        "destination. Cancel removes the destination and restores the source's host access.",
+        force_label="Force Cancel",
+        force_note="Force cancel stops the import without rolling back the source: the "
+        "destination is removed if it can be, but the source's host access is NOT restored "
+        "(it stays read-only) and must be fixed by hand. What was skipped is recorded in the "
+        "audit trail. Type the session's name to confirm."),
+    Action.CLEANUP: ActionInfo(
+        "Cleanup",
+        force_label="Force Cleanup",
+        force_note="Force cleanup gives up on restoring the source: it does NOT restore the "
+        "source's host access (it stays read-only, or the source is gone), records what it "
+        "skipped in the audit trail, frees the import slot and ends the session Cancelled, "
+        "so it can be deleted. Use it only for a source that cannot come back. Type the "
+        "session's name to confirm."),
+    Action.DELETE: ActionInfo("Delete", in_menu=False),
+    Action.MODIFY_SCHEDULE: ActionInfo("Modify Schedule", in_menu=False),
 }
+ACTION_LABELS = {action: action_info.label for action, action_info in ACTIONS.items()}
+MENU_ACTIONS = tuple(action for action, action_info in ACTIONS.items() if action_info.in_menu)
+FORCEABLE_ACTIONS = frozenset(a for a, action_info in ACTIONS.items() if action_info.forceable)
+
+
+class Job(StrEnum):
+    """Work a worker does for a volume session. Each is idempotent and runs under the
+    session's lease, so a job whose worker died is simply run again (see services.jobs)."""
+
+    SETUP = "setup"
+    ENABLE = "enable"
+    COPY = "copy"
+    CUTOVER = "cutover"
+    CANCEL = "cancel"
+    CLEANUP = "cleanup"
 
 
 class Event(StrEnum):
@@ -112,6 +175,7 @@ class StateInfo:
     phase: Phase
     volume_actions: frozenset[Action]
     group_actions: frozenset[Action]
+    hint: str = ""  # the operator's next step, on the details page
 
     @property
     def is_active(self) -> bool:
@@ -122,8 +186,8 @@ class StateInfo:
         return self.phase is Phase.TERMINAL
 
 
-def _info(value, label, tone, phase, volume=(), group=()):
-    return StateInfo(value, label, tone, phase, frozenset(volume), frozenset(group))
+def _info(value, label, tone, phase, volume=(), group=(), hint=""):
+    return StateInfo(value, label, tone, phase, frozenset(volume), frozenset(group), hint)
 
 
 A = Action
@@ -148,32 +212,63 @@ STATES: dict[State, StateInfo] = {
         _info(State.PAUSED, "Paused", Tone.WARNING, Phase.WAITING,
               [A.RESUME, A.CANCEL], [A.RESUME, A.CANCEL]),
         _info(State.READY_FOR_CUTOVER, "Ready For Cutover", Tone.SUCCESS, Phase.WAITING,
-              [A.CUTOVER, A.CANCEL], [A.CUTOVER, A.CANCEL]),
+              [A.CUTOVER, A.CANCEL], [A.CUTOVER, A.CANCEL],
+              hint="run Cutover (after an error: fix the cause, then retry Cutover)."),
         _info(State.CUTOVER_IN_PROGRESS, "Cutover In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.IMPORT_COMPLETED, "Import Completed", Tone.SUCCESS, Phase.TERMINAL,
               [A.DELETE], [A.DELETE]),
         _info(State.IMPORT_COMPLETED_WITH_ERRORS, "Import Completed With Errors",
               Tone.WARNING, Phase.TERMINAL, [], [A.DELETE]),
         _info(State.IMPORT_CUTOVER_INCOMPLETE, "Import Cutover Incomplete", Tone.DANGER,
-              Phase.WAITING, [], [A.CUTOVER, A.CANCEL]),
+              Phase.WAITING, [], [A.CUTOVER, A.CANCEL],
+              hint="fix the cause, then retry Cutover (or cancel the members not completed)."),
         _info(State.CANCEL_REQUIRED, "Cancel Required", Tone.DANGER, Phase.WAITING,
-              [A.CANCEL], [A.CANCEL]),
+              [A.CANCEL], [A.CANCEL],
+              hint="cancel the import; fix the cause named above, then import again."),
         _info(State.CANCEL_IN_PROGRESS, "Cancel In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.CANCEL_FAILED, "Cancel Failed", Tone.DANGER, Phase.WAITING,
-              [A.CANCEL], [A.CANCEL]),
+              [A.CANCEL], [A.CANCEL], hint="fix the pool, then cancel again."),
         _info(State.CANCELLED, "Cancelled", Tone.NEUTRAL, Phase.TERMINAL,
               [A.DELETE], [A.DELETE]),
         _info(State.CLEANUP_REQUIRED, "Cleanup Required", Tone.DANGER, Phase.WAITING,
-              [A.CLEANUP], [A.CLEANUP]),
+              [A.CLEANUP], [A.CLEANUP],
+              hint="make the source reachable, then run Cleanup. An admin can force cleanup "
+                   "for a source that is gone for good."),
         _info(State.CLEANUP_IN_PROGRESS, "Cleanup In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.CLEANUP_FAILED, "Cleanup Failed", Tone.DANGER, Phase.WAITING,
-              [A.CLEANUP], [A.CLEANUP]),
+              [A.CLEANUP], [A.CLEANUP],
+              hint="make the source reachable, then run Cleanup again. An admin can force "
+                   "cleanup for a source that is gone for good."),
         _info(State.FAILED, "Failed", Tone.DANGER, Phase.WAITING,
-              [A.CANCEL, A.DELETE], [A.CANCEL, A.DELETE]),
+              [A.CANCEL, A.DELETE], [A.CANCEL, A.DELETE],
+              hint="cancel (or delete) the session, fix the source, then import again."),
     )
 }
 
 S = State
+
+# Groupings that the top bar, the scheduler, the mover and the pages share.
+NEEDS_ATTENTION = frozenset({S.FAILED, S.CANCEL_REQUIRED, S.CANCEL_FAILED, S.CLEANUP_REQUIRED,
+                             S.CLEANUP_FAILED, S.IMPORT_CUTOVER_INCOMPLETE})
+ACTIVE = frozenset(state for state, state_info in STATES.items() if state_info.is_active)
+# A session holds an import slot from admission until it ends (Failed frees it: no copy ran).
+RELEASES_SLOT = frozenset(
+    {state for state, state_info in STATES.items() if state_info.is_terminal} | {S.FAILED})
+UNFINISHED = frozenset(state for state, state_info in STATES.items()
+                       if not state_info.is_terminal)
+# The copier may still record a range it wrote once a pause or cancel was asked for.
+CHECKPOINTING = frozenset({S.COPY_IN_PROGRESS, S.PAUSED, S.CANCEL_IN_PROGRESS})
+# Shows a current transfer rate and an ETA.
+COPYING = frozenset({S.COPY_IN_PROGRESS, S.IN_PROGRESS})
+# The job a volume session gets when it enters a state (setup comes with a free slot).
+ENTRY_JOBS: dict[State, Job] = {
+    S.READY_TO_START_COPY: Job.ENABLE,
+    S.COPY_IN_PROGRESS: Job.COPY,
+    S.CUTOVER_IN_PROGRESS: Job.CUTOVER,
+    S.CANCEL_IN_PROGRESS: Job.CANCEL,
+    S.CLEANUP_IN_PROGRESS: Job.CLEANUP,
+}
+
 _CANCELLABLE = [S.SCHEDULED, S.QUEUED, S.MIRROR_ENABLED, S.READY_TO_START_COPY,
                 S.COPY_IN_PROGRESS, S.PAUSED, S.READY_FOR_CUTOVER, S.CANCEL_REQUIRED,
                 S.CANCEL_FAILED, S.FAILED]
@@ -320,3 +415,8 @@ def mermaid_diagram(kind: str) -> str:
 
 def _appears(state: State, edges) -> bool:
     return any(state in (src, dst) for src, _, dst in edges)
+
+
+def forceable_actions(kind: str, state: str) -> frozenset[Action]:
+    """What an admin may force in ``state``: a forceable action that the state allows."""
+    return allowed_actions(kind, state) & FORCEABLE_ACTIONS

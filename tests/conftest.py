@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from importer import roles, services
+from importer.services import dispatch
 from importer.models import (
     DestinationType,
     Host,
@@ -56,7 +57,7 @@ def enqueued(request, monkeypatch) -> list[tuple]:
     """Jobs services enqueue on commit, recorded instead of sent (unit tests only)."""
     jobs: list[tuple] = []
     if "integration" not in request.keywords:
-        monkeypatch.setattr(services, "_enqueue", lambda name, *args: jobs.append((name, *args)))
+        monkeypatch.setattr(dispatch, "send", lambda name, *args: jobs.append((name, *args)) or True)
     return jobs
 
 

@@ -80,11 +80,52 @@ def test_a_group_takes_one_slot_for_all_its_members(operator_actor, settings, en
 @pytest.mark.django_db(transaction=True)
 def test_the_reaper_restarts_a_copy_whose_worker_died(enqueued, settings):
     settings.FERRY_LEASE_SECONDS = 10
+    sent = timezone.now() - timedelta(minutes=1)
     session = make_session("volume", "Copy_In_Progress", lease_owner="dead-worker",
-                           lease_expires_at=timezone.now() - timedelta(seconds=1))
+                           lease_expires_at=timezone.now() - timedelta(seconds=1),
+                           pending_job="copy", job_sent_at=sent)
     alive = make_session("volume", "Copy_In_Progress", lease_owner="live-worker",
-                         lease_expires_at=timezone.now() + timedelta(seconds=9))
-    ImportSession.objects.update(last_update_timestamp=timezone.now() - timedelta(minutes=1))
-    assert services.scheduler_tick()["restarted"] == 1
+                         lease_expires_at=timezone.now() + timedelta(seconds=9),
+                         pending_job="copy", job_sent_at=sent)
+    assert services.scheduler_tick()["resent"] == 1
     assert ("copy_session_task", session.pk) in enqueued
     assert ("copy_session_task", alive.pk) not in enqueued
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("state, job, task", [
+    ("Queued", "setup", "setup_session_task"),
+    ("Ready_To_Start_Copy", "enable", "enable_destination_session_task"),
+    ("Cutover_In_Progress", "cutover", "cutover_session_task"),
+    ("Cancel_In_Progress", "cancel", "cancel_session_task"),
+    ("Cleanup_In_Progress", "cleanup", "cleanup_session_task"),
+])
+def test_the_reaper_sends_again_every_kind_of_job_whose_worker_died(state, job, task, enqueued,
+                                                                    settings):
+    settings.FERRY_LEASE_SECONDS = 10
+    orphan = make_session("volume", state, lease_owner="dead-worker", pending_job=job,
+                          admitted_timestamp=timezone.now() - timedelta(minutes=5),
+                          lease_expires_at=timezone.now() - timedelta(seconds=1),
+                          job_sent_at=timezone.now() - timedelta(minutes=5))
+    assert services.scheduler_tick()["resent"] == 1
+    assert enqueued.count((task, orphan.pk)) == 1
+    services.scheduler_tick()  # sent again only after another lease period
+    assert enqueued.count((task, orphan.pk)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_lost_between_commit_and_broker_is_sent_by_the_next_tick(operator_actor,
+                                                                       enqueued, monkeypatch):
+    from importer.services import dispatch
+
+    session = make_session("volume", "Ready_For_Cutover")
+    monkeypatch.setattr(dispatch, "send", lambda name, *args: False)  # the publish is lost
+    services.perform_action(session.pk, "cutover", actor=operator_actor)
+    session.refresh_from_db()
+    assert (session.pending_job, session.job_sent_at) == ("cutover", None)
+    monkeypatch.setattr(dispatch, "send",
+                        lambda name, *args: enqueued.append((name, *args)) or True)
+    assert services.scheduler_tick()["resent"] == 1
+    assert ("cutover_session_task", session.pk) in enqueued
+    session.refresh_from_db()
+    assert session.job_sent_at is not None

@@ -164,7 +164,7 @@ def test_perform_action_rejects_unknown_actions_sessions_and_misplaced_force(ope
     session = make_session("volume", "Copy_In_Progress")
     with pytest.raises(ValidationError, match="Unknown action 'explode'"):
         services.perform_action(session.pk, "explode", actor=operator_actor)
-    with pytest.raises(ValidationError, match="force applies to cancel only"):
+    with pytest.raises(ValidationError, match="force applies to cancel and cleanup only"):
         services.perform_action(session.pk, "pause", actor=operator_actor, force=True)
     with pytest.raises(NotFound, match="Import session 424242 does not exist"):
         services.perform_action(424242, "pause", actor=operator_actor)

@@ -48,8 +48,12 @@ class SourceDriver(ABC):
     def size(self, identifier: str) -> int: ...
 
     @abstractmethod
-    def revoke_host_access(self, identifier: str) -> dict:
-        """Stop hosts writing to the source; return what restore_host_access needs."""
+    def host_access(self, identifier: str) -> dict:
+        """The source's host access now: what restore_host_access puts back."""
+
+    @abstractmethod
+    def revoke_host_access(self, identifier: str) -> None:
+        """Stop hosts writing to the source. Idempotent."""
 
     @abstractmethod
     def restore_host_access(self, identifier: str, backup: dict) -> None: ...

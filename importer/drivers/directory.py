@@ -117,15 +117,20 @@ class DirectoryDriver(SourceDriver):
             raise SourceError("source_volume_missing", f"Source volume {identifier} cannot "
                               f"be found: {error.strerror}.", identifier=identifier) from error
 
-    def revoke_host_access(self, identifier: str) -> dict:
+    def host_access(self, identifier: str) -> dict:
+        try:
+            return {"mode": stat.S_IMODE(os.stat(self._path(identifier)).st_mode)}
+        except OSError as error:
+            raise SourceError("host_access_error", f"Cannot read the access of {identifier}: "
+                              f"{error.strerror}.", identifier=identifier) from error
+
+    def revoke_host_access(self, identifier: str) -> None:
         path = self._path(identifier)
         try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-            os.chmod(path, mode & ~_WRITE_BITS)
+            os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & ~_WRITE_BITS)
         except OSError as error:
             raise SourceError("host_access_error", f"Cannot make {identifier} read-only: "
                               f"{error.strerror}.", identifier=identifier) from error
-        return {"mode": mode}
 
     def restore_host_access(self, identifier: str, backup: dict) -> None:
         path = self._path(identifier)

@@ -1,0 +1,77 @@
+"""The job outbox. A session's pending job is written in the same UPDATE as its state, sent
+to the broker once that transaction commits, and sent again by the scheduler when it never
+reached a worker (a broker outage, a crash between commit and publish) or its worker died
+(its lease expired). Tasks are published by name, so services never import importer.tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from importer.models import ImportSession
+from importer.states import Job
+
+log = logging.getLogger(__name__)
+
+JOB_TASKS = {
+    Job.SETUP: "setup_session_task",
+    Job.ENABLE: "enable_destination_session_task",
+    Job.COPY: "copy_session_task",
+    Job.CUTOVER: "cutover_session_task",
+    Job.CANCEL: "cancel_session_task",
+    Job.CLEANUP: "cleanup_session_task",
+}
+SCHEDULER_TICK = "scheduler_tick_task"
+
+
+def send(task_name: str, *args) -> bool:
+    """Publish one task. A broker that is down is logged, not raised: the outbox keeps the
+    job, and the scheduler sends it again."""
+    try:
+        current_app.send_task(f"importer.tasks.{task_name}", args=args)
+        return True
+    except Exception:
+        log.exception("Could not send %s%s; the scheduler will send it again", task_name, args)
+        return False
+
+
+def pending(job: Job | None) -> dict:
+    """The outbox fields of a state change: the job it hands to the workers, not yet sent."""
+    return {"pending_job": job or "", "job_sent_at": None}
+
+
+def send_job_on_commit(session_id: int, job: Job) -> None:
+    transaction.on_commit(partial(send_job, session_id, job))
+
+
+def tick_on_commit() -> None:
+    transaction.on_commit(partial(send, SCHEDULER_TICK))
+
+
+def send_job(session_id: int, job: Job) -> None:
+    if send(JOB_TASKS[Job(job)], session_id):
+        ImportSession.objects.filter(pk=session_id, pending_job=job).update(
+            job_sent_at=timezone.now())
+
+
+def resend_lost_jobs(now: datetime) -> int:
+    """Send again every pending job that no live worker holds and that was not sent within
+    a lease period: never sent, lost in the broker, or orphaned by a dead worker."""
+    lease = timedelta(seconds=settings.FERRY_LEASE_SECONDS)
+    lost = list(ImportSession.objects.exclude(pending_job="").filter(
+        Q(lease_owner="") | Q(lease_expires_at__lt=now),
+        Q(job_sent_at__isnull=True) | Q(job_sent_at__lt=now - lease),
+    ).values_list("pk", "pending_job"))
+    for session_id, job in lost:
+        log.warning("Import session %s: sending its %s job again (no worker holds it)",
+                    session_id, job)
+        send_job(session_id, job)
+    return len(lost)

@@ -1,0 +1,172 @@
+"""Creating imports: a volume session, or a group session with one member per volume."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from importer import roles
+from importer.errors import ValidationError
+from importer.models import (
+    DestinationType,
+    Host,
+    ImportableCriteria,
+    ImportSession,
+    SourceGroup,
+    SourceVolume,
+)
+from importer.services import dispatch
+from importer.services.common import NAME_MAX, Actor
+from importer.services.transitions import record
+from importer.states import UNFINISHED, State
+
+SCHEDULE_GRACE = timedelta(seconds=60)  # clock skew and latency, not a real past schedule
+MIN_THROTTLE = 1024 * 1024
+
+
+def create_import(*, name: str, source_resource_id, actor: Actor, description: str = "",
+                  remote_system_id: int | None = None, host_ids=(),
+                  automatic_cutover: bool = False,
+                  scheduled_timestamp: datetime | None = None,
+                  throttle_bytes_per_second: int | None = None) -> ImportSession:
+    """Create a volume session, or a group session with one member per volume."""
+    actor.require(roles.OPERATE, "create imports")
+    name = (name or "").strip()
+    errors = check_import_options(name, scheduled_timestamp, throttle_bytes_per_second)
+    hosts = _find_hosts(host_ids, errors)
+    with transaction.atomic():
+        source = _lock_source(source_resource_id, remote_system_id, errors)
+        volumes = _importable_volumes(source, errors) if source else []
+        if source and not errors:
+            _check_names(name, source, volumes, errors)
+        if errors:
+            raise ValidationError(errors)
+        now = timezone.now()
+        state = (State.SCHEDULED if scheduled_timestamp and scheduled_timestamp > now
+                 else State.QUEUED)
+        common = {"description": description, "remote_system_id": source.remote_system_id,
+                  "automatic_cutover": automatic_cutover, "state": state,
+                  "scheduled_timestamp": scheduled_timestamp,
+                  "throttle_bytes_per_second": throttle_bytes_per_second}
+        session = _create_session(name, source, volumes, hosts, common, actor)
+        dispatch.tick_on_commit()
+    return session
+
+
+def check_import_options(name, scheduled_timestamp, throttle) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif len(name) > NAME_MAX - 40:
+        errors["name"] = [f"A name has at most {NAME_MAX - 40} characters."]
+    if scheduled_timestamp is not None:
+        if not isinstance(scheduled_timestamp, datetime) or timezone.is_naive(
+                scheduled_timestamp):
+            errors["scheduled_timestamp"] = ["A schedule needs a date, a time and a timezone."]
+        elif scheduled_timestamp < timezone.now() - SCHEDULE_GRACE:
+            errors["scheduled_timestamp"] = [
+                f"{scheduled_timestamp.isoformat()} is in the past."]
+    if throttle is not None and (not isinstance(throttle, int) or throttle < MIN_THROTTLE):
+        errors["throttle_bytes_per_second"] = [
+            f"A bandwidth limit is at least {MIN_THROTTLE} bytes per second (1 MiB/s)."]
+    return errors
+
+
+def _find_hosts(host_ids, errors) -> list[Host]:
+    host_ids = list(host_ids or [])
+    hosts = list(Host.objects.filter(pk__in=[h for h in host_ids if str(h).isdigit()]))
+    missing = sorted({str(h) for h in host_ids} - {str(h.pk) for h in hosts})
+    if missing:
+        errors["host_ids"] = [f"No host with id {', '.join(missing)}."]
+    return hosts
+
+
+def _lock_source(source_resource_id, remote_system_id, errors):
+    lookup = {"pk": source_resource_id}
+    if remote_system_id is not None:
+        lookup["remote_system_id"] = remote_system_id
+    try:
+        source = (SourceVolume.objects.select_for_update().filter(**lookup).first()
+                  or SourceGroup.objects.select_for_update().filter(**lookup).first())
+    except (ValueError, TypeError, DjangoValidationError):  # not a UUID at all
+        source = None
+    if source is None:
+        errors["source_resource_id"] = [
+            f"No source volume or consistency group with id {source_resource_id}"
+            + (f" on remote system {remote_system_id}." if remote_system_id else ".")]
+    return source
+
+
+def _importable_volumes(source, errors) -> list[SourceVolume]:
+    if isinstance(source, SourceVolume):
+        if source.group_id:
+            errors["source_resource_id"] = [
+                f"{source.name} belongs to consistency group {source.group.name}; "
+                f"import the group so its volumes move together."]
+        volumes = [source]
+    else:
+        volumes = list(source.volumes.select_for_update().order_by("identifier"))
+        if not volumes:
+            errors["source_resource_id"] = [f"Consistency group {source.name} is empty."]
+    problems = [f"{v.name} is {v.get_importable_criteria_display()}"
+                + (f" ({v.importable_reason})" if v.importable_reason else "")
+                for v in volumes if v.importable_criteria != ImportableCriteria.READY]
+    uses = Q(source_volume__in=volumes)
+    if isinstance(source, SourceGroup):
+        uses |= Q(source_group=source)
+    busy = ImportSession.objects.filter(uses, state__in=UNFINISHED)
+    busy_names = sorted(busy.values_list("name", flat=True))
+    if busy_names:
+        problems.append(f"already being imported by {', '.join(busy_names)}")
+    if problems:
+        errors.setdefault("source_resource_id", []).append(
+            f"{source.name} cannot be imported: {'; '.join(problems)}.")
+    return volumes
+
+
+def _check_names(name, source, volumes, errors) -> None:
+    names = [name] + ([_member_name(name, v) for v in volumes]
+                      if isinstance(source, SourceGroup) else [])
+    taken = sorted(ImportSession.objects.filter(name__in=names).values_list("name", flat=True))
+    if taken:
+        errors["name"] = [f"An import session named {taken[0]} already exists."]
+
+
+def _member_name(group_name: str, volume: SourceVolume) -> str:
+    return f"{group_name} / {volume.name}"
+
+
+def _create_session(name, source, volumes, hosts, common, actor) -> ImportSession:
+    try:
+        if isinstance(source, SourceVolume):
+            session = ImportSession.objects.create(
+                name=name, source_volume=source, total_bytes=source.size,
+                destination_resource_type=DestinationType.VOLUME, **common)
+            members = []
+        else:
+            session = ImportSession.objects.create(
+                name=name, source_group=source, total_bytes=sum(v.size for v in volumes),
+                destination_resource_type=DestinationType.VOLUME_GROUP, **common)
+            members = [ImportSession.objects.create(
+                name=_member_name(name, volume), source_volume=volume, parent_session=session,
+                total_bytes=volume.size, destination_resource_type=DestinationType.VOLUME,
+                **common) for volume in volumes]
+    except IntegrityError:  # a concurrent create took the name between check and insert
+        raise ValidationError(
+            {"name": [f"An import session named {name} already exists."]}) from None
+    session.hosts.set(hosts)
+    for created in (session, *members):
+        record(created, "create", actor, "", created.state)
+    _set_criteria(volumes, source, ImportableCriteria.IN_PROGRESS)
+    return session
+
+
+def _set_criteria(volumes, source, criteria) -> None:
+    SourceVolume.objects.filter(pk__in=[v.pk for v in volumes]).update(
+        importable_criteria=criteria)
+    if isinstance(source, SourceGroup):
+        SourceGroup.objects.filter(pk=source.pk).update(importable_criteria=criteria)

@@ -1,0 +1,210 @@
+"""Remote systems, their discovery, and hosts: the inventory imports are made from."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from importer import roles
+from importer.drivers import driver_class, get_driver
+from importer.errors import InUse, SourceError, ValidationError
+from importer.models import (
+    Host,
+    HostOsType,
+    ImportableCriteria,
+    RemoteSystem,
+    SourceGroup,
+    SourceVolume,
+    SystemStatus,
+)
+from importer.services.common import Actor, audit_change, get_object
+from importer.states import UNFINISHED, State
+
+def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
+                         driver_type: str = "directory", description: str = "") -> RemoteSystem:
+    actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
+    name = (name or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif RemoteSystem.objects.filter(name=name).exists():
+        errors["name"] = [f"A remote system named {name} already exists."]
+    try:
+        driver_settings = driver_class(driver_type).validate_settings(
+            driver_settings, settings.FERRY_SOURCE_ROOTS)
+    except SourceError as error:
+        errors["driver_settings"] = [error.message]
+    if errors:
+        raise ValidationError(errors)
+    system = RemoteSystem.objects.create(name=name, driver_type=driver_type,
+                                         driver_settings=driver_settings,
+                                         description=description)
+    audit_change("create_remote_system", actor, f"remote system {name}",
+                  {"driver_settings": driver_settings})
+    return system
+
+
+def save_remote_system(system_id: int | None, *, name: str, driver_settings: dict,
+                       actor: Actor, description: str = "") -> RemoteSystem:
+    """Add a remote system, or change one. Its folder cannot move under a running import."""
+    if system_id is None:
+        return create_remote_system(name=name, driver_settings=driver_settings, actor=actor,
+                                    description=description)
+    actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
+    system = get_object(RemoteSystem, system_id)
+    name = (name or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif RemoteSystem.objects.filter(name=name).exclude(pk=system.pk).exists():
+        errors["name"] = [f"A remote system named {name} already exists."]
+    try:
+        driver_settings = driver_class(system.driver_type).validate_settings(
+            driver_settings, settings.FERRY_SOURCE_ROOTS)
+    except SourceError as error:
+        errors["driver_settings"] = [error.message]
+    moved = driver_settings.get("path") != system.driver_settings.get("path")
+    if moved and system.import_sessions.filter(state__in=UNFINISHED).exists():
+        errors.setdefault("driver_settings", []).append(
+            "The folder cannot change while imports from it are unfinished.")
+    if errors:
+        raise ValidationError(errors)
+    system.name, system.driver_settings, system.description = name, driver_settings, description
+    system.save(update_fields=["name", "driver_settings", "description"])
+    audit_change("change_remote_system", actor, f"remote system {name}",
+                  {"driver_settings": driver_settings})
+    return system
+
+
+def delete_remote_system(system_id: int, *, actor: Actor) -> None:
+    actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
+    system = get_object(RemoteSystem, system_id)
+    in_use = system.import_sessions.count()
+    if in_use:
+        raise InUse(f"{system.name} is used by {in_use} import session(s); delete them first.",
+                    remote_system=system.name, import_sessions=in_use)
+    system.delete()
+    audit_change("delete_remote_system", actor, f"remote system {system.name}")
+
+
+def discover_remote_system(system_id: int, *, actor: Actor) -> RemoteSystem:
+    """Refresh what a remote system holds. An unreachable system is marked so, then raised."""
+    actor.require(roles.OPERATE, "run discovery")
+    system = get_object(RemoteSystem, system_id)
+    try:
+        found = get_driver(system).discover()
+    except SourceError as error:
+        RemoteSystem.objects.filter(pk=system.pk).update(
+            status=SystemStatus.UNREACHABLE, status_message=error.message[:500])
+        audit_change("discover", actor, f"remote system {system.name}", error=error)
+        raise
+    now = timezone.now()
+    with transaction.atomic():
+        groups = {g.identifier: _upsert_group(system, g, now) for g in found.groups}
+        seen = [_upsert_volume(system, v, groups, now).pk for v in found.volumes]
+        _mark_missing(system.source_volumes.exclude(pk__in=seen), system)
+        _mark_missing(system.source_groups.exclude(pk__in=[g.pk for g in groups.values()]),
+                      system)
+        for group in groups.values():
+            _summarise_group(group)
+        system.status, system.status_message = SystemStatus.OK, ""
+        system.last_discovery_timestamp = now
+        system.save(update_fields=["status", "status_message", "last_discovery_timestamp"])
+        audit_change("discover", actor, f"remote system {system.name}",
+                      {"volumes": len(seen), "groups": len(groups)})
+    return system
+
+
+# --- Hosts ---------------------------------------------------------------------------------
+
+def save_host(host_id: int | None, *, name: str, actor: Actor, os_type: str = "Linux",
+              description: str = "", initiators=()) -> Host:
+    """Add a host, or change one."""
+    actor.require(roles.MANAGE_HOSTS, "manage hosts")
+    host = get_object(Host, host_id) if host_id is not None else Host()
+    name = (name or "").strip()
+    # Order kept, repeats dropped: a port listed twice is still one port.
+    initiators = list(dict.fromkeys(str(i).strip() for i in initiators or () if str(i).strip()))
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif Host.objects.filter(name=name).exclude(pk=host.pk).exists():
+        errors["name"] = [f"A host named {name} already exists."]
+    if os_type not in HostOsType.values:
+        errors["os_type"] = [f"Unknown OS type {os_type!r}. Types: "
+                             f"{', '.join(HostOsType.values)}."]
+    if errors:
+        raise ValidationError(errors)
+    host.name, host.os_type, host.description = name, os_type, description
+    host.initiators = initiators
+    host.save()
+    audit_change("save_host", actor, f"host {name}", {"initiators": initiators})
+    return host
+
+
+def delete_host(host_id: int, *, actor: Actor) -> None:
+    """Remove a host that no volume is mapped to and no unfinished import will map."""
+    actor.require(roles.MANAGE_HOSTS, "manage hosts")
+    host = get_object(Host, host_id)
+    mapped = host.mappings.count()
+    pending = host.import_sessions.filter(state__in=UNFINISHED).count()
+    if mapped or pending:
+        raise InUse(f"{host.name} is mapped to {mapped} volume(s) and used by {pending} "
+                    "unfinished import session(s); unmap it or finish them first.",
+                    host=host.name, volumes=mapped, import_sessions=pending)
+    host.delete()
+    audit_change("delete_host", actor, f"host {host.name}")
+
+
+def _upsert_group(system, discovered, now) -> SourceGroup:
+    group, _ = SourceGroup.objects.update_or_create(
+        remote_system=system, identifier=discovered.identifier,
+        defaults={"name": discovered.name, "last_seen": now})
+    return group
+
+
+def _upsert_volume(system, discovered, groups, now) -> SourceVolume:
+    volume = SourceVolume.objects.filter(remote_system=system,
+                                         identifier=discovered.identifier).first()
+    volume = volume or SourceVolume(remote_system=system, identifier=discovered.identifier)
+    volume.name, volume.last_seen = discovered.name, now
+    volume.group = groups.get(discovered.group_identifier)
+    if discovered.readable:
+        volume.size = discovered.size
+        volume.importable_reason = ""
+        if volume.importable_criteria == ImportableCriteria.OFFLINE or volume._state.adding:
+            volume.importable_criteria = _criteria_after_online(volume)
+    else:
+        volume.importable_criteria = ImportableCriteria.OFFLINE
+        volume.importable_reason = discovered.reason[:500]
+    volume.save()
+    return volume
+
+
+def _criteria_after_online(volume: SourceVolume) -> str:
+    if volume.pk and volume.import_sessions.filter(state__in=UNFINISHED).exists():
+        return ImportableCriteria.IN_PROGRESS
+    if volume.pk and volume.import_sessions.filter(state=State.IMPORT_COMPLETED).exists():
+        return ImportableCriteria.IMPORTED
+    return ImportableCriteria.READY
+
+
+def _mark_missing(queryset, system) -> None:
+    where = system.driver_settings.get("path", system.name)
+    reason = f"Not found in {where} at the last discovery."
+    queryset.update(importable_criteria=ImportableCriteria.OFFLINE, importable_reason=reason)
+
+
+def _summarise_group(group: SourceGroup) -> None:
+    volumes = list(group.volumes.all())
+    group.size = sum(volume.size for volume in volumes)
+    offline = [v.name for v in volumes if v.importable_criteria == ImportableCriteria.OFFLINE]
+    if offline:
+        group.importable_criteria = ImportableCriteria.OFFLINE
+        group.importable_reason = f"Offline member(s): {', '.join(offline)}."[:500]
+    elif group.importable_criteria == ImportableCriteria.OFFLINE:
+        group.importable_criteria, group.importable_reason = ImportableCriteria.READY, ""
+    group.save(update_fields=["size", "importable_criteria", "importable_reason"])
+
+
