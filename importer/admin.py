@@ -67,10 +67,11 @@ def _report_each(modeladmin, request, objects, run) -> None:
 
 def _session_action(action: Action, done: str, *, force: bool = False):
     """An admin action that runs ``action`` through the service on each selected session."""
-    label = "Force cancel" if force else states.ACTION_LABELS[action]
+    action_info = states.ACTIONS[action]
+    label = action_info.force_label if force else action_info.label
 
     @admin.action(description=f"{label} selected import sessions",
-                  permissions=["force_cancel" if force else "operate"])
+                  permissions=["force" if force else "operate"])
     def run(modeladmin, request, queryset):
         def perform(session):
             moved = services.perform_action(session.pk, action, actor=services.Actor.of(request),
@@ -87,6 +88,7 @@ resume_sessions = _session_action(Action.RESUME, "resumed")
 cancel_sessions = _session_action(Action.CANCEL, "cancel started")
 force_cancel_sessions = _session_action(Action.CANCEL, "force cancel started", force=True)
 cleanup_sessions = _session_action(Action.CLEANUP, "cleanup started")
+force_cleanup_sessions = _session_action(Action.CLEANUP, "force cleanup started", force=True)
 
 
 class ImportEventInline(admin.TabularInline):
@@ -132,7 +134,7 @@ class ImportSessionAdmin(admin.ModelAdmin):
     readonly_fields = _SETUP_FIELDS + _PROGRESS_FIELDS
     inlines = [ImportEventInline]
     actions = [pause_sessions, resume_sessions, cancel_sessions, force_cancel_sessions,
-               cleanup_sessions]
+               cleanup_sessions, force_cleanup_sessions]
 
     @admin.display(description="source")
     def source(self, session):
@@ -158,8 +160,8 @@ class ImportSessionAdmin(admin.ModelAdmin):
     def has_operate_permission(self, request):
         return request.user.has_perm(roles.OPERATE)
 
-    def has_force_cancel_permission(self, request):
-        return request.user.has_perm(roles.FORCE_CANCEL)
+    def has_force_permission(self, request):
+        return request.user.has_perm(roles.FORCE)
 
     def save_model(self, request, obj, form, change):
         if "description" in form.changed_data:

@@ -1,5 +1,5 @@
 """Audit events that are not session state changes: refusals, failed logins, and changes to
-remote systems and hosts. Session transitions are recorded by ``services._record``."""
+remote systems and hosts. Session transitions are recorded by ``services.transitions.record``."""
 
 import logging
 

@@ -273,6 +273,10 @@ class ImportSession(models.Model):
         return states.info(self.state)
 
     @property
+    def is_copying(self) -> bool:
+        return self.state in states.COPYING
+
+    @property
     def allowed_actions(self) -> frozenset[str]:
         """Member sessions act only through their group (spec, *ours*)."""
         if self.is_member:

@@ -78,6 +78,7 @@ class ActionInfo:
     (the spec's "What operators must be told"), and what forcing it skips (admins only)."""
 
     label: str
+    summary: str
     note: str = ""
     force_label: str = ""
     force_note: str = ""
@@ -96,22 +97,22 @@ class ActionInfo:
 # actions and the API's action endpoints are all derived from this table.
 ACTIONS: dict[Action, ActionInfo] = {
     Action.ENABLE_DESTINATION_VOLUME: ActionInfo(
-        "Enable Destination Volume",
+        "Enable Destination Volume", "Enable the destination volume",
         "Shut the host application down before you enable the destination volume. Ferry "
         "removes the source's host access, so nothing writes to the old path by mistake."),
     Action.START_COPY: ActionInfo(
-        "Start Copy",
+        "Start Copy", "Start copying",
         "Reconfigure the host application to use the destination volume before you start "
         "the copy."),
-    Action.PAUSE: ActionInfo("Pause"),
-    Action.RESUME: ActionInfo("Resume"),
+    Action.PAUSE: ActionInfo("Pause", "Pause the copy"),
+    Action.RESUME: ActionInfo("Resume", "Resume the copy from its last checkpoint"),
     Action.CUTOVER: ActionInfo(
-        "Cutover",
+        "Cutover", "Cut over to the destination",
         "Cutover commits the import: the destination becomes the volume of record and the "
         "source is released. A group is complete only when every member is; a partial "
         "cutover is retried until it succeeds."),
     Action.CANCEL: ActionInfo(
-        "Cancel",
+        "Cancel", "Cancel, and roll back",
         "If the host was already reconfigured to the destination volume, shut the application "
         "down and point it back at the source volume first. Not needed if it never used the "
         "destination. Cancel removes the destination and restores the source's host access.",
@@ -121,15 +122,16 @@ ACTIONS: dict[Action, ActionInfo] = {
         "(it stays read-only) and must be fixed by hand. What was skipped is recorded in the "
         "audit trail. Type the session's name to confirm."),
     Action.CLEANUP: ActionInfo(
-        "Cleanup",
+        "Cleanup", "Clean up after a failed rollback",
         force_label="Force Cleanup",
         force_note="Force cleanup gives up on restoring the source: it does NOT restore the "
         "source's host access (it stays read-only, or the source is gone), records what it "
         "skipped in the audit trail, frees the import slot and ends the session Cancelled, "
         "so it can be deleted. Use it only for a source that cannot come back. Type the "
         "session's name to confirm."),
-    Action.DELETE: ActionInfo("Delete", in_menu=False),
-    Action.MODIFY_SCHEDULE: ActionInfo("Modify Schedule", in_menu=False),
+    Action.DELETE: ActionInfo("Delete", "Delete a finished session's record", in_menu=False),
+    Action.MODIFY_SCHEDULE: ActionInfo("Modify Schedule", "Change the schedule",
+                                       in_menu=False),
 }
 ACTION_LABELS = {action: action_info.label for action, action_info in ACTIONS.items()}
 MENU_ACTIONS = tuple(action for action, action_info in ACTIONS.items() if action_info.in_menu)

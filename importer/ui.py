@@ -8,32 +8,6 @@ from dataclasses import dataclass
 from django.urls import reverse
 
 from importer import roles, states
-from importer.states import Action
-
-# The Import Actions menu, in PowerStore Manager's order. Delete is REST-only (spec), and
-# the schedule is changed where it is shown, so neither is a menu entry.
-MENU_ACTIONS = (Action.ENABLE_DESTINATION_VOLUME, Action.START_COPY, Action.PAUSE,
-                Action.RESUME, Action.CUTOVER, Action.CANCEL, Action.CLEANUP)
-
-# The spec's "What operators must be told", shown in the confirmation dialog.
-OPERATOR_NOTES = {
-    Action.ENABLE_DESTINATION_VOLUME: (
-        "Shut the host application down before you enable the destination volume. Ferry "
-        "removes the source's host access, so nothing writes to the old path by mistake."),
-    Action.START_COPY: (
-        "Reconfigure the host application to use the destination volume before you start "
-        "the copy."),
-    Action.CUTOVER: (
-        "Cutover commits the import: the destination becomes the volume of record and the "
-        "source is released. A group is complete only when every member is; a partial "
-        "cutover is retried until it succeeds."),
-    Action.CANCEL: (
-        "If the host was already reconfigured to the destination volume, shut the application "
-        "down and point it back at the source volume first. Not needed if it never used the "
-        "destination. Cancel removes the destination and restores the source's host access."),
-}
-CONFIRMED_ACTIONS = frozenset(OPERATOR_NOTES)
-
 
 @dataclass(frozen=True)
 class MenuEntry:
@@ -54,7 +28,7 @@ def action_menu(session, user) -> list[MenuEntry]:
     url = reverse("importer:session-action", args=[session.pk, "ACTION"]).replace(
         "ACTION", "{action}")
     entries = []
-    for action in MENU_ACTIONS:
+    for action in states.MENU_ACTIONS:
         if not may_operate:
             reason = "Your role can view imports but not run actions."
         elif session.is_member:
@@ -63,22 +37,29 @@ def action_menu(session, user) -> list[MenuEntry]:
             reason = f"Not allowed while {label}."
         else:
             reason = ""
-        entries.append(MenuEntry(action.value, states.ACTION_LABELS[action], not reason, reason,
-                                 action in CONFIRMED_ACTIONS, OPERATOR_NOTES.get(action, ""),
+        action_info = states.ACTIONS[action]
+        entries.append(MenuEntry(action.value, action_info.label, not reason, reason,
+                                 action_info.confirm, action_info.note,
                                  url.format(action=action.value)))
     return entries
 
 
 def bulk_menu() -> list[MenuEntry]:
     """Bulk actions: every menu action; each selected session is checked on its own."""
-    return [MenuEntry(action.value, states.ACTION_LABELS[action], True, "",
-                      action in CONFIRMED_ACTIONS, OPERATOR_NOTES.get(action, ""))
-            for action in MENU_ACTIONS]
+    return [MenuEntry(action.value, states.ACTIONS[action].label, True, "",
+                      states.ACTIONS[action].confirm, states.ACTIONS[action].note)
+            for action in states.MENU_ACTIONS]
 
 
-def can_force_cancel(session, user) -> bool:
-    return (Action.CANCEL in session.allowed_actions and not session.is_member
-            and user.has_perm(roles.FORCE_CANCEL))
+def forced_entries(session, user) -> list[MenuEntry]:
+    """The admin's way out of a rollback that cannot finish: Force Cancel, Force Cleanup."""
+    if session.is_member or not user.has_perm(roles.FORCE):
+        return []
+    url = reverse("importer:session-action", args=[session.pk, "ACTION"])
+    return [MenuEntry(action.value, states.ACTIONS[action].force_label, True, "", True,
+                      states.ACTIONS[action].force_note, url.replace("ACTION", action.value))
+            for action in states.MENU_ACTIONS
+            if action in states.forceable_actions(session.kind, session.state)]
 
 
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")

@@ -137,7 +137,9 @@ def session_action(request, pk, action):
     """Run one action; answer with the row as it is now, and a toast saying what happened."""
     force = request.POST.get("force") == "true"
     if force and request.POST.get("confirm_name", "") != _name_of(pk):
-        toast = ("danger", "Force cancel needs the session's name, typed exactly.")
+        label = states.ACTIONS[states.Action(action)].force_label if action in \
+            states.FORCEABLE_ACTIONS else action
+        toast = ("danger", f"{label} needs the session's name, typed exactly.")
     else:
         toast = _run_action(request, pk, action, force)
     if not ImportSession.objects.filter(pk=pk).exists():
@@ -194,6 +196,8 @@ def _name_of(pk) -> str:
 def _run_action(request, pk, action, force) -> tuple[str, str]:
     actor = services.Actor.of(request)
     label = states.ACTION_LABELS.get(action, action)
+    if force and action in states.FORCEABLE_ACTIONS:
+        label = states.ACTIONS[states.Action(action)].force_label
     try:
         session = services.perform_action(pk, action, actor=actor, force=force)
     except ActionNotAllowed as refusal:

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from importer import states
 from importer.models import ImportSession
-from importer.ui import MENU_ACTIONS
+from importer.states import MENU_ACTIONS
 from tests.conftest import make_session
 
 ENABLED = re.compile(r'data-action="(\w+)"\s+data-url=')

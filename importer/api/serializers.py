@@ -200,10 +200,12 @@ class ImportSessionUpdateSerializer(serializers.Serializer):
         required=False, help_text="Only while the session is Scheduled.")
 
 
-class CancelSerializer(serializers.Serializer):
+class ForceSerializer(serializers.Serializer):
     force = serializers.BooleanField(
         required=False, default=False,
-        help_text="Skip restoring the source's host access (admin role only).")
+        help_text="Admin role only. A forced cancel does not restore the source's host "
+                  "access; a forced cleanup gives up on restoring it and ends the session "
+                  "Cancelled. Both record what they skipped.")
 
 
 class ImportEventSerializer(serializers.ModelSerializer):

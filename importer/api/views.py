@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from importer import audit, filters, roles, services
+from importer import audit, filters, roles, services, states
 from importer.api import serializers as api
 from importer.api.authentication import LockoutAwareBasicAuthentication
 from importer.api.idempotency import IdempotentPostMixin
@@ -157,8 +157,9 @@ class VolumeGroupViewSet(ReadOnlyViewSet):
 
 # --- Import sessions --------------------------------------------------------------------------
 
-def _action_endpoint(name: Action, summary: str, body=None):
+def _action_endpoint(name: Action):
     """POST {id}/<action>/: run one operator action through the service layer (202)."""
+    body = api.ForceSerializer if name in states.FORCEABLE_ACTIONS else None
 
     def endpoint(self, request, pk=None):
         force = self.valid_input(body)["force"] if body else False
@@ -170,7 +171,7 @@ def _action_endpoint(name: Action, summary: str, body=None):
     endpoint.__name__ = name.value  # before @action, which routes by the function's name
     endpoint = action(detail=True, methods=["post"], url_path=name.value.replace("_", "-"),
                       url_name=name.value.replace("_", "-"))(endpoint)
-    endpoint = extend_schema(summary=summary, request=body,
+    endpoint = extend_schema(summary=states.ACTIONS[name].summary, request=body,
                              responses={202: api.ImportSessionSerializer})(endpoint)
     return endpoint
 
@@ -229,14 +230,10 @@ class ImportSessionViewSet(mixins.DestroyModelMixin, ReadOnlyViewSet):
     def perform_destroy(self, session):
         services.delete_import(session.pk, actor=self.actor())
 
-    enable_destination_volume = _action_endpoint(Action.ENABLE_DESTINATION_VOLUME,
-                                                 "Enable the destination volume")
-    start_copy = _action_endpoint(Action.START_COPY, "Start copying")
-    pause = _action_endpoint(Action.PAUSE, "Pause the copy")
-    resume = _action_endpoint(Action.RESUME, "Resume the copy from its last checkpoint")
-    cutover = _action_endpoint(Action.CUTOVER, "Cut over to the destination")
-    cancel = _action_endpoint(Action.CANCEL, "Cancel, and roll back", api.CancelSerializer)
-    cleanup = _action_endpoint(Action.CLEANUP, "Clean up after a failure")
+    # One endpoint per menu action, derived from states.ACTIONS.
+    for _action in states.MENU_ACTIONS:
+        locals()[_action.value] = _action_endpoint(_action)
+    del _action
 
     @extend_schema(responses=api.ImportEventSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filterset_class=None, ordering_fields=[])

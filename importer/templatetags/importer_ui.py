@@ -16,7 +16,7 @@ def status_badge(session):
 def action_buttons(context, session, target=None):
     user = context["request"].user
     return {"session": session, "entries": ui.action_menu(session, user),
-            "force": ui.can_force_cancel(session, user),
+            "forced": ui.forced_entries(session, user),
             "target": target or f"#session-{session.pk}"}
 
 

@@ -1,0 +1,167 @@
+"""kill -9 of the worker in each active job: setup, enable, cutover, cancel and cleanup
+(copies: test_worker_crash.py). The scheduler sends the orphaned job again once its lease
+expires, the job finishes what was half done, and the session ends where it would have
+ended: the bytes right, the source intact, and no import slot held."""
+
+import os
+import stat
+import time
+
+import pytest
+
+from importer import services, states
+from importer.models import ImportSession
+from tests.conftest import (
+    MiB,
+    discovered_system,
+    sha256_of,
+    wait_for,
+    wait_for_state,
+    write_random,
+)
+
+pytestmark = pytest.mark.integration
+SIZE = 24 * MiB
+
+
+@pytest.fixture
+def crash(live_worker, tmp_path, worker_settings):
+    """Arms a failpoint in a fresh worker, then kills it there and starts a clean one."""
+    markers = tmp_path / "failpoints"
+
+    class Crash:
+        def arm(self, point: str) -> None:
+            live_worker.kill_worker()
+            live_worker.env.update(FERRY_FAILPOINTS=point, FERRY_FAILPOINT_DIR=str(markers))
+            live_worker.start_worker()
+
+        def kill_at(self, point: str) -> float:
+            wait_for(lambda: (markers / point).exists(), 60, what=f"the worker at {point}")
+            live_worker.kill_worker()
+            killed = time.monotonic()
+            live_worker.env.pop("FERRY_FAILPOINTS")
+            live_worker.start_worker()
+            return killed
+
+    return Crash()
+
+
+def _source(source_root, name="db.img"):
+    source = write_random(source_root / "array" / name, SIZE)
+    system = discovered_system(source_root / "array")
+    return source, system.source_volumes.get()
+
+
+def _create(volume, actor, **options):
+    return services.create_import(name="db", source_resource_id=volume.pk, actor=actor,
+                                  **options)
+
+
+def _copied(session, actor):
+    """Take a set-up session through enable and copy to Ready_For_Cutover."""
+    wait_for_state(session, "Mirror_Enabled")
+    services.perform_action(session.pk, "enable_destination_volume", actor=actor)
+    wait_for_state(session, "Ready_To_Start_Copy")
+    services.perform_action(session.pk, "start_copy", actor=actor)
+    return wait_for_state(session, "Ready_For_Cutover", 90)
+
+
+def _assert_no_slot_held():
+    holding = ImportSession.objects.filter(
+        parent_session__isnull=True, admitted_timestamp__isnull=False).exclude(
+        state__in=states.RELEASES_SLOT)
+    assert not holding.exists(), f"slots still held by {list(holding)}"
+
+
+def _assert_recovered_in_time(killed: float, session, state: str, lease: float):
+    wait_for_state(session, state, 60)
+    took = time.monotonic() - killed
+    print(f"{session.name} reached {state} {took:.1f} s after the kill (lease {lease} s)")
+    # Restarting the worker takes a few seconds; the job itself is sent again within two
+    # lease periods of the kill.
+    assert took < 2 * lease + 15, f"recovery took {took:.1f} s"
+    assert session.pending_job == "" and session.lease_owner == ""
+
+
+def test_kill_9_during_setup(source_root, live_worker, crash, operator_actor, settings):
+    crash.arm("setup.destination_created")
+    source, volume = _source(source_root)
+    session = _create(volume, operator_actor)
+    killed = crash.kill_at("setup.destination_created")
+    _assert_recovered_in_time(killed, session, "Mirror_Enabled", settings.FERRY_LEASE_SECONDS)
+    destination = session.destination_volume.location
+    assert os.path.getsize(destination) == SIZE
+    assert len(os.listdir(os.path.dirname(destination))) == 1, "a second destination"
+    assert session.events.filter(action="setup_succeeded").count() == 1
+
+
+def test_kill_9_during_enable(source_root, live_worker, crash, operator_actor, settings):
+    source, volume = _source(source_root)
+    mode = stat.S_IMODE(os.stat(source).st_mode)
+    session = _create(volume, operator_actor)
+    wait_for_state(session, "Mirror_Enabled")
+    crash.arm("enable.destination_writable")
+    services.perform_action(session.pk, "enable_destination_volume", actor=operator_actor)
+    killed = crash.kill_at("enable.destination_writable")
+    wait_for(lambda: not ImportSession.objects.filter(pk=session.pk).exclude(
+        pending_job="").exists(), 2 * settings.FERRY_LEASE_SECONDS + 15,
+        what="the enable job to finish after the crash")
+    print(f"enable finished {time.monotonic() - killed:.1f} s after the kill")
+    session.refresh_from_db()
+    assert not os.stat(source).st_mode & 0o222, "the source's host access was not revoked"
+    assert session.source_access_backup == {"mode": mode}
+    assert os.stat(session.destination_volume.location).st_mode & 0o200
+    services.perform_action(session.pk, "start_copy", actor=operator_actor)
+    wait_for_state(session, "Ready_For_Cutover", 90)
+    services.perform_action(session.pk, "cutover", actor=operator_actor)
+    wait_for_state(session, "Import_Completed")
+    assert sha256_of(session.destination_volume.location) == sha256_of(source)
+
+
+def test_kill_9_during_cutover(source_root, live_worker, crash, operator_actor, settings):
+    source, volume = _source(source_root)
+    session = _copied(_create(volume, operator_actor), operator_actor)
+    crash.arm("cutover.verified")
+    services.perform_action(session.pk, "cutover", actor=operator_actor)
+    killed = crash.kill_at("cutover.verified")
+    _assert_recovered_in_time(killed, session, "Import_Completed",
+                              settings.FERRY_LEASE_SECONDS)
+    assert sha256_of(session.destination_volume.location) == sha256_of(source)
+    assert session.events.filter(action="cutover_succeeded").count() == 1
+    _assert_no_slot_held()
+
+
+def test_kill_9_during_cancel(source_root, live_worker, crash, operator_actor, settings):
+    source, volume = _source(source_root)
+    mode = stat.S_IMODE(os.stat(source).st_mode)
+    checksum = sha256_of(source)
+    session = _copied(_create(volume, operator_actor), operator_actor)
+    location = session.destination_volume.location
+    crash.arm("cancel.destination_removed")
+    services.perform_action(session.pk, "cancel", actor=operator_actor)
+    killed = crash.kill_at("cancel.destination_removed")
+    _assert_recovered_in_time(killed, session, "Cancelled", settings.FERRY_LEASE_SECONDS)
+    assert not os.path.exists(location)
+    assert stat.S_IMODE(os.stat(source).st_mode) == mode, "the source stayed read-only"
+    assert sha256_of(source) == checksum
+    _assert_no_slot_held()
+    volume.refresh_from_db()
+    assert volume.importable_criteria == "Ready_For_Agentless_Import"
+
+
+def test_kill_9_during_cleanup(source_root, live_worker, crash, operator_actor, settings):
+    source, volume = _source(source_root)
+    mode = stat.S_IMODE(os.stat(source).st_mode)
+    session = _copied(_create(volume, operator_actor), operator_actor)
+    kept = source.with_name("kept.bin")
+    os.rename(source, kept)  # the source goes away: the rollback cannot restore it
+    services.perform_action(session.pk, "cancel", actor=operator_actor)
+    wait_for_state(session, "Cleanup_Required", 60)
+    os.rename(kept, source)  # the operator brings it back (still read-only)
+    assert not os.stat(source).st_mode & 0o222
+    crash.arm("cleanup.started")
+    services.perform_action(session.pk, "cleanup", actor=operator_actor)
+    killed = crash.kill_at("cleanup.started")
+    _assert_recovered_in_time(killed, session, "Cancelled", settings.FERRY_LEASE_SECONDS)
+    assert stat.S_IMODE(os.stat(source).st_mode) == mode
+    _assert_no_slot_held()
