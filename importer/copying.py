@@ -11,16 +11,16 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
+from importer import states
 from importer.drivers import get_driver
 from importer.errors import FerryError, SourceError
 from importer.models import CopiedExtent, ImportSession
 from importer.mover.copier import Checkpoint, CopyError, CopyPlan, copy_range, first_mismatch
 from importer.mover.extents import missing_ranges
 from importer.mover.throttle import TokenBucket
-from importer import states
 from importer.states import State
 
 MIN_CHUNK = 1024 * 1024

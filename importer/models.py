@@ -86,6 +86,9 @@ class SourceVolume(models.Model):
     identifier = models.CharField(max_length=500)
     name = models.CharField(max_length=255)
     size = models.BigIntegerField(default=0)
+    # What the volume is, whatever name or system reaches it (the driver's stable id): one
+    # physical volume has one unfinished import at most.
+    physical_id = models.CharField(max_length=200, blank=True, db_index=True)
     importable_criteria = models.CharField(max_length=32, choices=ImportableCriteria.choices,
                                            default=ImportableCriteria.READY)
     importable_reason = models.CharField(max_length=500, blank=True)

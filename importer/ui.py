@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from importer import roles, states
 
+
 @dataclass(frozen=True)
 class MenuEntry:
     action: str

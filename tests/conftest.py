@@ -10,7 +10,6 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from importer import roles, services
-from importer.services import dispatch
 from importer.models import (
     DestinationType,
     Host,
@@ -19,6 +18,7 @@ from importer.models import (
     SourceGroup,
     SourceVolume,
 )
+from importer.services import dispatch
 from importer.states import State
 
 MiB = 1024 * 1024
@@ -57,7 +57,8 @@ def enqueued(request, monkeypatch) -> list[tuple]:
     """Jobs services enqueue on commit, recorded instead of sent (unit tests only)."""
     jobs: list[tuple] = []
     if "integration" not in request.keywords:
-        monkeypatch.setattr(dispatch, "send", lambda name, *args: jobs.append((name, *args)) or True)
+        monkeypatch.setattr(dispatch, "send",
+                            lambda name, *args: jobs.append((name, *args)) or True)
     return jobs
 
 

@@ -15,6 +15,9 @@ class DiscoveredVolume:
     group_identifier: str | None = None
     readable: bool = True
     reason: str = ""  # why it is not readable
+    # What the volume is, whatever name reaches it (a device and inode, an array's own
+    # id): two names of one volume share it, so it is never imported twice at once.
+    physical_id: str = ""
 
 
 @dataclass(frozen=True)

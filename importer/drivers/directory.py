@@ -25,6 +25,18 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def _is_volume(mode: int) -> bool:
+    return stat.S_ISREG(mode) or stat.S_ISBLK(mode)
+
+
+def _physical_id(info: os.stat_result) -> str:
+    """A device and inode: a symlink, a hard link or a second system on the same folder
+    reach the same file under another name, and share this id."""
+    if stat.S_ISBLK(info.st_mode):
+        return f"blk:{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
+    return f"file:{info.st_dev}:{info.st_ino}"
+
+
 class DirectoryDriver(SourceDriver):
     def __init__(self, settings: dict, roots):
         self.roots = [Path(root).resolve() for root in roots]
@@ -65,6 +77,7 @@ class DirectoryDriver(SourceDriver):
                 discovery.volumes.extend(self._discover_group(entry))
             else:
                 discovery.volumes.append(self._describe(entry.name, None))
+        discovery.volumes[:] = [volume for volume in discovery.volumes if volume is not None]
         return discovery
 
     def _discover_group(self, group_entry: os.DirEntry) -> list[DiscoveredVolume]:
@@ -75,20 +88,33 @@ class DirectoryDriver(SourceDriver):
         return [self._describe(f"{group_entry.name}/{name}", group_entry.name)
                 for name in names if not name.startswith(".")]
 
-    def _describe(self, identifier: str, group: str | None) -> DiscoveredVolume:
+    def _describe(self, identifier: str, group: str | None) -> DiscoveredVolume | None:
+        """A regular file or a block device, or None: anything else (a FIFO, a socket) is
+        not a volume, and is never opened, so it cannot block discovery."""
         name = identifier.rsplit("/", 1)[-1]
         try:
             path = self._path(identifier)
-            with open(path, "rb", buffering=0) as source:
-                source.read(1)
-            if not stat.S_ISREG(os.stat(path).st_mode):
-                raise SourceError("not_a_file", "not a regular file")
-            return DiscoveredVolume(identifier, name, os.stat(path).st_size, group)
+            info = os.stat(path)
+            if not _is_volume(info.st_mode):
+                return None
+            size = self._readable_size(path, info)
+            return DiscoveredVolume(identifier, name, size, group,
+                                    physical_id=_physical_id(info))
         except SourceError as error:
             return DiscoveredVolume(identifier, name, 0, group, False, error.message)
         except OSError as error:
             return DiscoveredVolume(identifier, name, 0, group, False,
                                     error.strerror or str(error))
+
+    @staticmethod
+    def _readable_size(path: Path, info: os.stat_result) -> int:
+        """Read one byte (non-blocking) to prove the volume can be read; return its size."""
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            os.read(fd, 1)
+            return info.st_size if stat.S_ISREG(info.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
 
     def _path(self, identifier: str) -> Path:
         """The real path of a volume; refuses anything that escapes the folder or roots."""
@@ -102,6 +128,9 @@ class DirectoryDriver(SourceDriver):
     def open_for_read(self, identifier: str):
         path = self._path(identifier)
         try:
+            if not _is_volume(os.stat(path).st_mode):
+                raise SourceError("not_a_volume", f"Source volume {identifier} is no longer a "
+                                  "regular file or block device.", identifier=identifier)
             return open(path, "rb", buffering=0)
         except FileNotFoundError as error:
             raise SourceError("source_volume_missing", f"Source volume {identifier} is gone "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from importer.states import UNFINISHED, State
 
 SCHEDULE_GRACE = timedelta(seconds=60)  # clock skew and latency, not a real past schedule
 MIN_THROTTLE = 1024 * 1024
+PHYSICAL_LOCK_SPACE = 0x4645  # advisory locks on one physical source volume (PostgreSQL)
 
 
 def create_import(*, name: str, source_resource_id, actor: Actor, description: str = "",
@@ -115,17 +116,43 @@ def _importable_volumes(source, errors) -> list[SourceVolume]:
     problems = [f"{v.name} is {v.get_importable_criteria_display()}"
                 + (f" ({v.importable_reason})" if v.importable_reason else "")
                 for v in volumes if v.importable_criteria != ImportableCriteria.READY]
-    uses = Q(source_volume__in=volumes)
-    if isinstance(source, SourceGroup):
-        uses |= Q(source_group=source)
-    busy = ImportSession.objects.filter(uses, state__in=UNFINISHED)
-    busy_names = sorted(busy.values_list("name", flat=True))
-    if busy_names:
-        problems.append(f"already being imported by {', '.join(busy_names)}")
+    problems += _already_importing(source, volumes)
     if problems:
         errors.setdefault("source_resource_id", []).append(
             f"{source.name} cannot be imported: {'; '.join(problems)}.")
     return volumes
+
+
+def _already_importing(source, volumes) -> list[str]:
+    """One physical volume, one unfinished import: by this name, or by another name of the
+    same volume (a symlink, a hard link, a second remote system on the same folder)."""
+    physical_ids = sorted({v.physical_id for v in volumes if v.physical_id})
+    _serialise_imports_of(physical_ids)
+    uses = Q(source_volume__in=volumes) | Q(source_volume__physical_id__in=physical_ids)
+    if isinstance(source, SourceGroup):
+        uses |= Q(source_group=source)
+    busy = (ImportSession.objects.filter(uses, state__in=UNFINISHED, source_volume__isnull=False)
+            .select_related("source_volume__remote_system").order_by("name"))
+    problems = []
+    for session in busy:
+        volume = session.source_volume
+        same = "" if volume in volumes else (
+            f", the same volume as {volume.remote_system.name}:{volume.identifier}")
+        problems.append(f"{volume.name} is already being imported by {session.name}{same}")
+    return problems
+
+
+def _serialise_imports_of(physical_ids: list[str]) -> None:
+    """Two creates for two names of one volume queue here, so only one of them wins.
+
+    SQLite's IMMEDIATE transactions already serialise writers; PostgreSQL needs a lock.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for physical_id in physical_ids:  # sorted: one lock order
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                           [PHYSICAL_LOCK_SPACE, physical_id])
 
 
 def _check_names(name, source, volumes, errors) -> None:

@@ -21,6 +21,7 @@ from importer.models import (
 from importer.services.common import Actor, audit_change, get_object
 from importer.states import UNFINISHED, State
 
+
 def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
                          driver_type: str = "directory", description: str = "") -> RemoteSystem:
     actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
@@ -103,7 +104,9 @@ def discover_remote_system(system_id: int, *, actor: Actor) -> RemoteSystem:
     with transaction.atomic():
         groups = {g.identifier: _upsert_group(system, g, now) for g in found.groups}
         seen = [_upsert_volume(system, v, groups, now).pk for v in found.volumes]
-        _mark_missing(system.source_volumes.exclude(pk__in=seen), system)
+        # A volume that is gone is no longer a member: a group is judged by what it holds
+        # now, so removing a bad member brings the group back online.
+        _mark_missing(system.source_volumes.exclude(pk__in=seen), system, group=None)
         _mark_missing(system.source_groups.exclude(pk__in=[g.pk for g in groups.values()]),
                       system)
         for group in groups.values():
@@ -171,7 +174,7 @@ def _upsert_volume(system, discovered, groups, now) -> SourceVolume:
     volume.name, volume.last_seen = discovered.name, now
     volume.group = groups.get(discovered.group_identifier)
     if discovered.readable:
-        volume.size = discovered.size
+        volume.size, volume.physical_id = discovered.size, discovered.physical_id
         volume.importable_reason = ""
         if volume.importable_criteria == ImportableCriteria.OFFLINE or volume._state.adding:
             volume.importable_criteria = _criteria_after_online(volume)
@@ -190,10 +193,11 @@ def _criteria_after_online(volume: SourceVolume) -> str:
     return ImportableCriteria.READY
 
 
-def _mark_missing(queryset, system) -> None:
+def _mark_missing(queryset, system, **changes) -> None:
     where = system.driver_settings.get("path", system.name)
     reason = f"Not found in {where} at the last discovery."
-    queryset.update(importable_criteria=ImportableCriteria.OFFLINE, importable_reason=reason)
+    queryset.update(importable_criteria=ImportableCriteria.OFFLINE, importable_reason=reason,
+                    **changes)
 
 
 def _summarise_group(group: SourceGroup) -> None:

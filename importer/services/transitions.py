@@ -12,8 +12,13 @@ from django.utils import timezone
 
 from importer import states
 from importer.errors import ActionNotAllowed, FerryError, NotFound
-from importer.models import ImportableCriteria, ImportEvent, ImportSession, SourceGroup, \
-    SourceVolume
+from importer.models import (
+    ImportableCriteria,
+    ImportEvent,
+    ImportSession,
+    SourceGroup,
+    SourceVolume,
+)
 from importer.services import dispatch
 from importer.services.common import SYSTEM, Actor, jsonable
 from importer.states import Event, State

@@ -1,0 +1,134 @@
+"""No dead ends: a source that is gone for good can still be let go of (an admin's forced
+cleanup), and a consistency group comes back online once its members do."""
+
+import os
+
+import pytest
+
+from importer import services, states
+from importer.errors import PermissionDenied
+from importer.models import ImportSession
+from tests.conftest import MiB, discovered_system, run_jobs, write_random
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("small_chunks")]
+
+
+def _session_whose_source_is_gone(source_root, operator_actor, enqueued):
+    source = write_random(source_root / "array" / "db.img", 6 * MiB)
+    system = discovered_system(source_root / "array")
+    session = services.create_import(name="db", source_resource_id=system.source_volumes.get().pk,
+                                     actor=operator_actor)
+    run_jobs(enqueued)
+    for action in ("enable_destination_volume", "start_copy"):
+        services.perform_action(session.pk, action, actor=operator_actor)
+        run_jobs(enqueued)
+    os.remove(source)  # the source array lost the volume
+    services.perform_action(session.pk, "cancel", actor=operator_actor)
+    run_jobs(enqueued)
+    services.perform_action(session.pk, "cleanup", actor=operator_actor)
+    run_jobs(enqueued)
+    session.refresh_from_db()
+    return session
+
+
+def test_a_gone_source_leads_to_cleanup_failed_which_only_cleanup_may_leave(
+        source_root, operator_actor, enqueued):
+    session = _session_whose_source_is_gone(source_root, operator_actor, enqueued)
+    assert session.state == "Cleanup_Failed"
+    assert "restore write access" in session.error_message
+    assert session.allowed_actions == {"cleanup"}  # the spec's table, for operators
+
+
+def test_an_operator_cannot_force_the_cleanup(source_root, operator_actor, enqueued):
+    session = _session_whose_source_is_gone(source_root, operator_actor, enqueued)
+    with pytest.raises(PermissionDenied):
+        services.perform_action(session.pk, "cleanup", actor=operator_actor, force=True)
+    session.refresh_from_db()
+    assert session.state == "Cleanup_Failed"
+
+
+def test_an_admins_forced_cleanup_records_what_it_skipped_and_frees_the_slot(
+        source_root, operator_actor, admin_user, enqueued):
+    session = _session_whose_source_is_gone(source_root, operator_actor, enqueued)
+    admin = services.Actor(admin_user, "192.0.2.1")
+    services.perform_action(session.pk, "cleanup", actor=admin, force=True)
+    run_jobs(enqueued)
+    session.refresh_from_db()
+    assert session.state == "Cancelled"
+    assert session.error_code == "forced_cleanup"
+    assert "not restored" in session.error_message
+    finished = session.events.get(action="cleanup_succeeded")
+    assert finished.details == {"forced": True,
+                                "skipped": ["restore the source's host access"]}
+    assert session.events.filter(action="cleanup").latest("id").details == {"forced": True}
+    holding = ImportSession.objects.filter(admitted_timestamp__isnull=False).exclude(
+        state__in=states.RELEASES_SLOT)
+    assert not holding.exists()
+    services.perform_action(session.pk, "delete", actor=admin)
+    assert not ImportSession.objects.filter(pk=session.pk).exists()
+
+
+def test_the_api_forces_a_cleanup_for_an_admin_only(source_root, operator_actor, admin_user,
+                                                     operator, enqueued, client):
+    session = _session_whose_source_is_gone(source_root, operator_actor, enqueued)
+    url = f"/api/v1/import-sessions/{session.pk}/cleanup/"
+    client.force_login(operator)
+    refused = client.post(url, {"force": True}, content_type="application/json")
+    assert refused.status_code == 403
+    client.force_login(admin_user)
+    answer = client.post(url, {"force": True}, content_type="application/json")
+    assert answer.status_code == 202, answer.content
+    run_jobs(enqueued)
+    assert client.get(f"/api/v1/import-sessions/{session.pk}/").json()["state"] == "Cancelled"
+    assert client.delete(f"/api/v1/import-sessions/{session.pk}/").status_code == 204
+
+
+def test_the_dashboard_offers_force_cleanup_to_admins_with_what_it_skips(
+        source_root, operator_actor, admin_user, operator, enqueued, client):
+    session = _session_whose_source_is_gone(source_root, operator_actor, enqueued)
+    client.force_login(operator)
+    assert "Force Cleanup" not in client.get(f"/imports/{session.pk}/").content.decode()
+    client.force_login(admin_user)
+    page = client.get(f"/imports/{session.pk}/").content.decode()
+    assert "Force Cleanup" in page
+    assert "does NOT restore the source" in page
+    wrong_name = client.post(f"/imports/{session.pk}/actions/cleanup/",
+                             {"force": "true", "confirm_name": "nope"})
+    assert "typed exactly" in wrong_name["HX-Trigger"]
+    client.post(f"/imports/{session.pk}/actions/cleanup/",
+                {"force": "true", "confirm_name": session.name})
+    run_jobs(enqueued)
+    session.refresh_from_db()
+    assert session.state == "Cancelled"
+
+
+def test_a_group_is_back_online_once_its_members_are(source_root):
+    write_random(source_root / "array" / "finance" / "journal.img", MiB)
+    target = source_root / "array" / ".store" / "ledger.raw"  # hidden: not a volume
+    os.symlink(target, source_root / "array" / "finance" / "ledger.img")  # not there yet
+    system = discovered_system(source_root / "array")
+    group = system.source_groups.get()
+    assert group.importable_criteria == "Source_Volume_Offline"
+    assert "ledger.img" in group.importable_reason
+    write_random(target, MiB)  # the cause is fixed
+    services.discover_remote_system(system.pk, actor=services.SYSTEM)
+    group.refresh_from_db()
+    assert (group.importable_criteria, group.importable_reason) == (
+        "Ready_For_Agentless_Import", "")
+    assert group.size == 2 * MiB
+
+
+def test_a_group_is_back_online_once_a_bad_member_is_removed_for_good(source_root, tmp_path):
+    write_random(source_root / "array" / "finance" / "ledger.img", MiB)
+    outside = write_random(tmp_path / "elsewhere.img", MiB)
+    os.symlink(outside, source_root / "array" / "finance" / "escape.img")  # never read
+    system = discovered_system(source_root / "array")
+    group = system.source_groups.get()
+    assert group.importable_criteria == "Source_Volume_Offline"
+    os.remove(source_root / "array" / "finance" / "escape.img")  # the cause is fixed
+    services.discover_remote_system(system.pk, actor=services.SYSTEM)
+    group.refresh_from_db()
+    assert (group.importable_criteria, group.importable_reason) == (
+        "Ready_For_Agentless_Import", "")
+    assert group.size == MiB
+    assert [v.name for v in group.volumes.all()] == ["ledger.img"]
