@@ -263,6 +263,8 @@ FERRY_SOURCE_ROOTS = [
 ]
 # Where destination volumes (sparse files) are created.
 FERRY_POOL_DIR = Path(env_str("FERRY_POOL_DIR", str(VAR_DIR / "pool")))
+# How long a discovery job may run before the system is marked unreachable.
+FERRY_DISCOVERY_SECONDS = env_int("FERRY_DISCOVERY_SECONDS", 120)
 # How many imports may hold a slot (set up and not yet finished) at once.
 FERRY_MAX_ACTIVE_IMPORTS = env_int("FERRY_MAX_ACTIVE_IMPORTS", 8)
 

@@ -276,9 +276,8 @@ class RemoteSystemAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
     @admin.action(description="Rediscover selected remote systems", permissions=["operate"])
     def rediscover(self, request, queryset):
         def discover(system):
-            found = services.discover_remote_system(system.pk, actor=services.Actor.of(request))
-            return (f"rediscovered {found.source_volumes.count()} volumes and "
-                    f"{found.source_groups.count()} groups")
+            services.request_discovery(system.pk, actor=services.Actor.of(request))
+            return "discovery started (the Status column shows its outcome)"
         _report_each(self, request, queryset, discover)
 
 

@@ -6,6 +6,7 @@ into FERRY_FAILPOINT_DIR, then waits, to be killed.
 """
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def reached(name: str) -> None:
     enabled = os.environ.get("FERRY_FAILPOINTS", "")
     if not enabled or name not in enabled.split(","):
         return
-    folder = Path(os.environ.get("FERRY_FAILPOINT_DIR", "."))
+    folder = Path(os.environ.get("FERRY_FAILPOINT_DIR", tempfile.gettempdir()))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(str(os.getpid()))
     time.sleep(WAIT_SECONDS)

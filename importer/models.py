@@ -22,6 +22,7 @@ class DriverType(models.TextChoices):
 
 class SystemStatus(models.TextChoices):
     UNKNOWN = "Unknown", "Unknown"
+    DISCOVERING = "Discovering", "Discovering"
     OK = "OK", "OK"
     UNREACHABLE = "Unreachable", "Unreachable"
 
@@ -45,6 +46,8 @@ class RemoteSystem(models.Model):
                               default=SystemStatus.UNKNOWN)
     status_message = models.CharField(max_length=500, blank=True)
     last_discovery_timestamp = models.DateTimeField(null=True, blank=True)
+    # When a discovery job was asked for; it runs in a worker, never in a web request.
+    discovery_requested_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,6 +1,8 @@
 """Thin Celery tasks: each takes an id and calls one service. Safe to run twice."""
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from importer import services
 
@@ -44,3 +46,12 @@ def cancel_session_task(session_id):
 @shared_task(**_RELIABLE)
 def cleanup_session_task(session_id):
     services.run_cleanup(session_id)
+
+
+@shared_task(**_RELIABLE, soft_time_limit=settings.FERRY_DISCOVERY_SECONDS,
+             time_limit=settings.FERRY_DISCOVERY_SECONDS + 30)
+def discover_remote_system_task(system_id):
+    try:
+        services.run_discovery(system_id)
+    except SoftTimeLimitExceeded:
+        services.discovery_timed_out(system_id)

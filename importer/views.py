@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from config.celery import app as celery_app
 from importer import audit, forms, roles, services, states, ui
 from importer.errors import ActionNotAllowed, FerryError, ValidationError
-from importer.models import Host, ImportEvent, ImportSession, RemoteSystem
+from importer.models import Host, ImportEvent, ImportSession, RemoteSystem, SystemStatus
 
 PAGE_SIZE = 50
 SORTS = {"name": "name", "-name": "-name", "state": "state", "-state": "-state",
@@ -349,7 +349,8 @@ def system_list(request):
         session_count=Count("import_sessions", distinct=True)).order_by("name")
     return render(request, "importer/system_list.html", {
         "systems": systems, "can_manage": request.user.has_perm(roles.MANAGE_SYSTEMS),
-        "can_discover": request.user.has_perm(roles.OPERATE)})
+        "can_discover": request.user.has_perm(roles.OPERATE),
+        "discovering": any(s.status == SystemStatus.DISCOVERING for s in systems)})
 
 
 @login_required
@@ -397,13 +398,13 @@ def system_discover(request, pk):
 
 
 def _discover(request, system) -> None:
-    actor = services.Actor.of(request)
+    """Discovery runs as a job: the page shows "Discovering" until it ends."""
     try:
-        found = services.discover_remote_system(system.pk, actor=actor)
-        messages.success(request, f"Discovered {found.source_volumes.count()} volumes and "
-                                  f"{found.source_groups.count()} groups on {found.name}.")
+        services.request_discovery(system.pk, actor=services.Actor.of(request))
+        messages.info(request, f"Discovery of {system.name} started; its health and volumes "
+                               "update here when it ends.")
     except FerryError as error:
-        messages.error(request, f"Discovery of {system.name} failed: {error.message}")
+        messages.error(request, f"Discovery of {system.name} could not start: {error.message}")
 
 
 @login_required

@@ -27,6 +27,7 @@ from tests.conftest import (
     discovered_system,
     make_group_session,
     make_session,
+    run_jobs,
     write_random,
 )
 
@@ -306,8 +307,9 @@ def test_the_audit_trail_and_records_cannot_be_changed(client, superuser, one_of
 
 # --- Remote systems -------------------------------------------------------------------------------
 
-@pytest.mark.django_db
-def test_rediscover_reports_what_each_system_holds(client, staff_admin, source_root):
+@pytest.mark.django_db(transaction=True)
+def test_rediscover_starts_a_discovery_job_per_system(client, staff_admin, source_root,
+                                                      enqueued):
     write_random(source_root / "array" / "db.img", 4096)
     system = discovered_system(source_root / "array", name="array")
     write_random(source_root / "array" / "logs.img", 4096)
@@ -315,8 +317,11 @@ def test_rediscover_reports_what_each_system_holds(client, staff_admin, source_r
     client.force_login(staff_admin)
     _, said = _act(client, "rediscover", system, broken,
                    url=_url(RemoteSystem, "changelist"))
-    assert said[0] == (messages.SUCCESS, "array: rediscovered 2 volumes and 0 groups")
-    assert said[1][0] == messages.ERROR and said[1][1].startswith("broken: failed: ")
+    assert said[0] == (messages.SUCCESS, "array: discovery started (the Status column shows "
+                                         "its outcome)")
+    assert RemoteSystem.objects.get(pk=system.pk).status == "Discovering"
+    run_jobs(enqueued)
+    assert RemoteSystem.objects.get(pk=system.pk).source_volumes.count() == 2
     assert RemoteSystem.objects.get(pk=broken.pk).status == "Unreachable"
 
 

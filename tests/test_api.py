@@ -16,6 +16,7 @@ from tests.conftest import (
     discovered_system,
     make_session,
     make_volume_session,
+    run_jobs,
     write_random,
 )
 
@@ -257,8 +258,9 @@ def test_the_event_log_filters_by_session_actor_action_and_time(operator, viewer
 
 # --- Remote systems, sources, hosts, volumes ------------------------------------------------
 
+@pytest.mark.django_db(transaction=True)
 def test_remote_systems_are_created_discovered_and_their_sources_listed(admin_user, operator,
-                                                                         source_root):
+                                                                         source_root, enqueued):
     write_random(source_root / "array" / "lun-a.img", 2 * MiB)
     write_random(source_root / "array" / "cg1" / "log.img", MiB)
     response = client_for(admin_user).post(f"{API}/remote-systems/", {
@@ -268,15 +270,21 @@ def test_remote_systems_are_created_discovered_and_their_sources_listed(admin_us
     system_id = response.json()["id"]
 
     response = client_for(operator).post(f"{API}/remote-systems/{system_id}/discover/")
-    assert response.status_code == 200 and response.json()["status"] == "OK"
+    assert response.status_code == 202 and response.json()["status"] == "Discovering"
+    run_jobs(enqueued)  # the discovery job, as a worker runs it
+    assert client_for(operator).get(f"{API}/remote-systems/{system_id}/").json()[
+        "status"] == "OK"
     volumes = client_for(operator).get(
         f"{API}/source-volumes/?remote_system={system_id}"
         "&importable_criteria=Ready_For_Agentless_Import").json()
     assert sorted(v["name"] for v in volumes["results"]) == ["log.img", "lun-a.img"]
     groups = client_for(operator).get(f"{API}/source-groups/?remote_system={system_id}")
     assert [g["name"] for g in groups.json()["results"]] == ["cg1"]
-    assert ImportEvent.objects.filter(action="discover", subject="remote system old-array",
+    assert ImportEvent.objects.filter(action="discover_requested",
+                                      subject="remote system old-array",
                                       actor_name=operator.username).exists()
+    assert ImportEvent.objects.filter(action="discover", subject="remote system old-array",
+                                      outcome="succeeded").exists()
 
 
 def test_a_remote_system_outside_the_source_roots_is_refused(admin_user, source_root):
@@ -286,16 +294,18 @@ def test_a_remote_system_outside_the_source_roots_is_refused(admin_user, source_
     assert not RemoteSystem.objects.filter(name="escape").exists()
 
 
-def test_discovering_an_unreachable_system_is_a_409_problem(admin_user, source_root):
+@pytest.mark.django_db(transaction=True)
+def test_discovering_an_unreachable_system_marks_it_unreachable_with_the_reason(
+        admin_user, source_root, enqueued):
     folder = source_root / "gone"
     folder.mkdir()
     system = discovered_system(folder)
     folder.rmdir()
-    problem = _problem(client_for(admin_user).post(
-        f"{API}/remote-systems/{system.pk}/discover/"), 409, problem_code(system))
-    assert "gone" in problem["detail"]
-    system.refresh_from_db()
-    assert system.status == "Unreachable"
+    answer = client_for(admin_user).post(f"{API}/remote-systems/{system.pk}/discover/")
+    assert answer.status_code == 202
+    run_jobs(enqueued)
+    shown = client_for(admin_user).get(f"{API}/remote-systems/{system.pk}/").json()
+    assert shown["status"] == "Unreachable" and "gone" in shown["status_message"]
 
 
 def problem_code(system) -> str:

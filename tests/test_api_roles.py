@@ -77,7 +77,7 @@ OPERATIONS = [
     _action("Queued", "cancel"),
     _action("Paused", "cancel", least_role="admin", body={"force": True}),
     _action("Cleanup_Required", "cleanup"),
-    Operation("discover", "operator", 200, _system_with_a_volume,
+    Operation("discover", "operator", 202, _system_with_a_volume,
               lambda c, s: c.post(f"{API}/remote-systems/{s.pk}/discover/")),
     Operation("create remote system", "admin", 201, lambda folder: folder,
               lambda c, folder: c.post(f"{API}/remote-systems/", {

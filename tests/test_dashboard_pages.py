@@ -9,7 +9,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from importer.models import ImportEvent, ImportSession, RemoteSystem
-from tests.conftest import HostFactory, MiB, discovered_system, make_session, write_random
+from tests.conftest import (
+    HostFactory,
+    MiB,
+    discovered_system,
+    make_session,
+    run_jobs,
+    write_random,
+)
 
 WIZARD = reverse("importer:import-create")
 
@@ -105,14 +112,20 @@ def test_a_viewer_cannot_open_the_wizard(client, viewer):
     assert client.get(WIZARD).status_code == 403
 
 
-@pytest.mark.django_db
-def test_an_admin_adds_discovers_and_deletes_a_remote_system(client, admin_user, source_root):
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_adds_discovers_and_deletes_a_remote_system(client, admin_user, source_root,
+                                                             enqueued):
     client.force_login(admin_user)
     write_random(source_root / "new" / "v.img", MiB)
     response = client.post(reverse("importer:system-create"),
                            {"name": "array-2", "path": str(source_root / "new")})
     assert response.status_code == 302
     system = RemoteSystem.objects.get(name="array-2")
+    assert system.status == "Discovering"  # a job, not the web request, reads the source
+    page = client.get(reverse("importer:system-list")).content.decode()
+    assert 'hx-trigger="every 2s"' in page  # the list follows the discovery
+    run_jobs(enqueued)
+    system.refresh_from_db()
     assert system.source_volumes.count() == 1 and system.status == "OK"
     bad = client.post(reverse("importer:system-create"), {"name": "x", "path": "/etc"})
     assert "outside the allowed source folders" in bad.content.decode()
@@ -135,7 +148,8 @@ def test_an_operator_may_discover_but_not_change_systems(client, operator, demo)
     client.force_login(operator)
     assert client.get(reverse("importer:system-create")).status_code == 403
     response = client.post(reverse("importer:system-discover", args=[demo.pk]), follow=True)
-    assert "Discovered" in response.content.decode()
+    assert "Discovery of" in response.content.decode() and "started" in \
+        response.content.decode()
 
 
 @pytest.mark.django_db

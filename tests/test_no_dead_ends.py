@@ -132,3 +132,29 @@ def test_a_group_is_back_online_once_a_bad_member_is_removed_for_good(source_roo
         "Ready_For_Agentless_Import", "")
     assert group.size == MiB
     assert [v.name for v in group.volumes.all()] == ["ledger.img"]
+
+
+def test_a_discovery_that_runs_too_long_marks_the_system_unreachable(source_root, settings):
+
+    system = discovered_system(source_root)
+    services.discovery_timed_out(system.pk)
+    system.refresh_from_db()
+    assert system.status == "Unreachable"
+    assert f"within {settings.FERRY_DISCOVERY_SECONDS} s" in system.status_message
+
+
+def test_a_discovery_whose_worker_died_is_reported_lost(source_root, operator_actor, enqueued):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from importer.models import RemoteSystem
+
+    system = discovered_system(source_root)
+    services.request_discovery(system.pk, actor=operator_actor)
+    enqueued.clear()  # the worker died with the job
+    RemoteSystem.objects.filter(pk=system.pk).update(
+        discovery_requested_at=timezone.now() - timedelta(hours=1))
+    services.scheduler_tick()
+    system.refresh_from_db()
+    assert system.status == "Unreachable" and "run it again" in system.status_message

@@ -89,12 +89,14 @@ class RemoteSystemViewSet(ReadOnlyViewSet):
         services.delete_remote_system(self.get_object().pk, actor=self.actor())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses=api.RemoteSystemSerializer)
+    @extend_schema(request=None, responses={202: api.RemoteSystemSerializer})
     @action(detail=True, methods=["post"])
     def discover(self, request, pk=None):
-        """Read the system again: new volumes and groups appear, missing ones go offline."""
-        system = services.discover_remote_system(self.get_object().pk, actor=self.actor())
-        return Response(self.get_serializer(system).data)
+        """Read the system again, in a worker: its status is "Discovering" until the job
+        ends (then "OK" or "Unreachable" with the reason). New volumes and groups appear;
+        missing ones go offline."""
+        system = services.request_discovery(self.get_object().pk, actor=self.actor())
+        return Response(self.get_serializer(system).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SourceVolumeViewSet(ReadOnlyViewSet):

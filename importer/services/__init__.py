@@ -19,6 +19,9 @@ from importer.services.inventory import (
     delete_host,
     delete_remote_system,
     discover_remote_system,
+    discovery_timed_out,
+    request_discovery,
+    run_discovery,
     save_host,
     save_remote_system,
 )
@@ -36,6 +39,7 @@ from importer.services.scheduler import scheduler_tick
 __all__ = [
     "SYSTEM", "Actor", "create_import", "create_remote_system", "delete_host",
     "delete_import", "delete_remote_system", "describe_import", "discover_remote_system",
+    "discovery_timed_out", "request_discovery", "run_discovery",
     "ensure_destination_enabled", "modify_schedule", "perform_action", "run_cancel",
     "run_cleanup", "run_copy", "run_cutover", "run_enable_destination", "run_setup",
     "save_host", "save_remote_system", "scheduler_tick",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from importer import roles
+from importer import failpoints, roles
 from importer.drivers import driver_class, get_driver
-from importer.errors import InUse, SourceError, ValidationError
+from importer.errors import InUse, NotFound, SourceError, ValidationError
 from importer.models import (
     Host,
     HostOsType,
@@ -18,8 +21,11 @@ from importer.models import (
     SourceVolume,
     SystemStatus,
 )
-from importer.services.common import Actor, audit_change, get_object
+from importer.services import dispatch
+from importer.services.common import SYSTEM, Actor, audit_change, get_object
 from importer.states import UNFINISHED, State
+
+DISCOVERY_TASK = "discover_remote_system_task"
 
 
 def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
@@ -89,16 +95,62 @@ def delete_remote_system(system_id: int, *, actor: Actor) -> None:
     audit_change("delete_remote_system", actor, f"remote system {system.name}")
 
 
+def request_discovery(system_id: int, *, actor: Actor) -> RemoteSystem:
+    """Ask a worker to discover a system: a slow or hung source never holds a web request.
+
+    The system shows "Discovering" until the job ends (FERRY_DISCOVERY_SECONDS at most).
+    """
+    actor.require(roles.OPERATE, "run discovery")
+    system = get_object(RemoteSystem, system_id)
+    with transaction.atomic():
+        RemoteSystem.objects.filter(pk=system.pk).update(
+            status=SystemStatus.DISCOVERING, status_message="",
+            discovery_requested_at=timezone.now())
+        audit_change("discover_requested", actor, f"remote system {system.name}")
+        transaction.on_commit(partial(dispatch.send, DISCOVERY_TASK, system.pk))
+    system.refresh_from_db()
+    return system
+
+
+def run_discovery(system_id: int) -> None:
+    """The discovery job. Its outcome is on the system (status, message) and audited."""
+    try:
+        discover_remote_system(system_id, actor=SYSTEM)
+    except (SourceError, NotFound):
+        pass  # recorded on the system by discover_remote_system, or the system is gone
+
+
+def discovery_timed_out(system_id: int) -> None:
+    seconds = settings.FERRY_DISCOVERY_SECONDS
+    error = SourceError("discovery_timeout", f"Discovery did not finish within {seconds} s; "
+                        "the source may not be answering.", seconds=seconds)
+    _mark_unreachable(get_object(RemoteSystem, system_id), error, SYSTEM)
+
+
+def expire_lost_discoveries(now) -> int:
+    """A discovery whose worker died never reports: say so, so it can be asked again."""
+    lost_before = now - timedelta(seconds=settings.FERRY_DISCOVERY_SECONDS + 60)
+    lost = RemoteSystem.objects.filter(status=SystemStatus.DISCOVERING,
+                                       discovery_requested_at__lt=lost_before)
+    return lost.update(status=SystemStatus.UNREACHABLE,
+                       status_message="Discovery was lost (its worker stopped); run it again.")
+
+
+def _mark_unreachable(system: RemoteSystem, error: SourceError, actor: Actor) -> None:
+    RemoteSystem.objects.filter(pk=system.pk).update(
+        status=SystemStatus.UNREACHABLE, status_message=error.message[:500])
+    audit_change("discover", actor, f"remote system {system.name}", error=error)
+
+
 def discover_remote_system(system_id: int, *, actor: Actor) -> RemoteSystem:
     """Refresh what a remote system holds. An unreachable system is marked so, then raised."""
     actor.require(roles.OPERATE, "run discovery")
     system = get_object(RemoteSystem, system_id)
     try:
         found = get_driver(system).discover()
+        failpoints.reached("discovery.listed")
     except SourceError as error:
-        RemoteSystem.objects.filter(pk=system.pk).update(
-            status=SystemStatus.UNREACHABLE, status_message=error.message[:500])
-        audit_change("discover", actor, f"remote system {system.name}", error=error)
+        _mark_unreachable(system, error, actor)
         raise
     now = timezone.now()
     with transaction.atomic():
