@@ -52,5 +52,5 @@ def test_readmes_curl_script_imports_a_volume_and_a_group(source_root, live_work
         assert destination.is_read_only is False
     actions = set(ImportEvent.objects.filter(actor_name=operator.username)
                   .values_list("action", flat=True))
-    assert {"discover", "create", "enable_destination_volume", "start_copy", "cutover",
+    assert {"discover_requested", "create", "enable_destination_volume", "start_copy", "cutover",
             "delete"} <= actions

@@ -30,12 +30,17 @@ def test_a_discovery_job_finds_the_volumes(source_root, live_worker, operator_ac
                                           "FERRY_FAILPOINTS": "discovery.listed"}],
                          indirect=True)
 def test_a_discovery_that_hangs_is_stopped_by_its_time_limit(source_root, live_worker,
-                                                             operator_actor):
+                                                             operator_actor, tmp_path):
+    live_worker.kill_worker()  # a worker whose failpoint marker is this test's own
+    live_worker.env["FERRY_FAILPOINT_DIR"] = str(tmp_path / "failpoints")
+    live_worker.start_worker()
     write_random(source_root / "array" / "db.img", MiB)
     system = services.create_remote_system(
         name="array", driver_settings={"path": str(source_root / "array")},
         actor=services.SYSTEM)
     services.request_discovery(system.pk, actor=operator_actor)
+    wait_for((tmp_path / "failpoints" / "discovery.listed").exists, 30,
+             what="the discovery job to start")
     system = _wait_until_discovered(system)
     assert system.status == "Unreachable"
     assert "did not finish within 2 s" in system.status_message
