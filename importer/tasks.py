@@ -2,7 +2,6 @@
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
 
 from importer import services
 
@@ -48,9 +47,9 @@ def cleanup_session_task(session_id):
     services.run_cleanup(session_id)
 
 
-@shared_task(**_RELIABLE, soft_time_limit=settings.FERRY_DISCOVERY_SECONDS,
-             time_limit=settings.FERRY_DISCOVERY_SECONDS + 30)
+@shared_task(**_RELIABLE)
 def discover_remote_system_task(system_id):
+    """Sent with a time limit of FERRY_DISCOVERY_SECONDS (services.request_discovery)."""
     try:
         services.run_discovery(system_id)
     except SoftTimeLimitExceeded:

@@ -58,7 +58,7 @@ def enqueued(request, monkeypatch) -> list[tuple]:
     jobs: list[tuple] = []
     if "integration" not in request.keywords:
         monkeypatch.setattr(dispatch, "send",
-                            lambda name, *args: jobs.append((name, *args)) or True)
+                            lambda name, *args, **_options: jobs.append((name, *args)) or True)
     return jobs
 
 

@@ -106,11 +106,13 @@ def test_a_fifo_never_blocks_discovery_and_is_not_a_volume(source_root):
     os.mkfifo(source_root / "array" / "pipe.img")
     os.mkfifo(source_root / "array" / "cg" / "pipe.img") if (
         source_root / "array" / "cg").mkdir() is None else None
-    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("discovery blocked on a FIFO"))
+    previous = signal.signal(signal.SIGALRM,
+                             lambda *_: pytest.fail("discovery blocked on a FIFO"))
     signal.alarm(10)
     try:
         system = discovered_system(source_root / "array")
     finally:
         signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     assert sorted(system.source_volumes.values_list("identifier", flat=True)) == ["ok.img"]
     assert system.source_groups.get().importable_criteria == "Ready_For_Agentless_Import"

@@ -119,12 +119,13 @@ def test_a_job_lost_between_commit_and_broker_is_sent_by_the_next_tick(operator_
     from importer.services import dispatch
 
     session = make_session("volume", "Ready_For_Cutover")
-    monkeypatch.setattr(dispatch, "send", lambda name, *args: False)  # the publish is lost
+    lost = lambda name, *args, **_options: False  # noqa: E731 - the publish is lost
+    monkeypatch.setattr(dispatch, "send", lost)
     services.perform_action(session.pk, "cutover", actor=operator_actor)
     session.refresh_from_db()
     assert (session.pending_job, session.job_sent_at) == ("cutover", None)
     monkeypatch.setattr(dispatch, "send",
-                        lambda name, *args: enqueued.append((name, *args)) or True)
+                        lambda name, *args, **_options: enqueued.append((name, *args)) or True)
     assert services.scheduler_tick()["resent"] == 1
     assert ("cutover_session_task", session.pk) in enqueued
     session.refresh_from_db()

@@ -32,11 +32,11 @@ JOB_TASKS = {
 SCHEDULER_TICK = "scheduler_tick_task"
 
 
-def send(task_name: str, *args) -> bool:
+def send(task_name: str, *args, **options) -> bool:
     """Publish one task. A broker that is down is logged, not raised: the outbox keeps the
-    job, and the scheduler sends it again."""
+    job, and the scheduler sends it again. ``options`` go to Celery (time limits)."""
     try:
-        current_app.send_task(f"importer.tasks.{task_name}", args=args)
+        current_app.send_task(f"importer.tasks.{task_name}", args=args, **options)
         return True
     except Exception:
         log.exception("Could not send %s%s; the scheduler will send it again", task_name, args)

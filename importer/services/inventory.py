@@ -107,7 +107,10 @@ def request_discovery(system_id: int, *, actor: Actor) -> RemoteSystem:
             status=SystemStatus.DISCOVERING, status_message="",
             discovery_requested_at=timezone.now())
         audit_change("discover_requested", actor, f"remote system {system.name}")
-        transaction.on_commit(partial(dispatch.send, DISCOVERY_TASK, system.pk))
+        # The limits travel with the message, so the setting that asked is the one obeyed.
+        seconds = settings.FERRY_DISCOVERY_SECONDS
+        transaction.on_commit(partial(dispatch.send, DISCOVERY_TASK, system.pk,
+                                      soft_time_limit=seconds, time_limit=seconds + 30))
     system.refresh_from_db()
     return system
 
