@@ -5,6 +5,8 @@ import os
 
 from celery import Celery
 from celery.signals import after_setup_logger
+from kombu.transport import redis as kombu_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -18,3 +20,26 @@ def quiet_routine_task_logs(**_kwargs):
     """The scheduler ticks every few seconds; log task failures, not every success."""
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
+
+
+class RedisChannel(kombu_redis.Channel):
+    def _connparams(self, asynchronous=False):
+        # When Redis goes away, the worker collects its broken connection (which detaches
+        # the transport: client = None) and then closes it. Closing the task channel
+        # restores its unacknowledged messages (with task_acks_late, the copy in flight),
+        # which needs a new Redis client built from the detached transport: kombu raised
+        # AttributeError ('NoneType' object has no attribute 'hostname'), which Celery
+        # does not expect there, and the worker exited. As a connection error it is what
+        # it is, Celery ignores it while closing, and the worker reconnects. Redis still
+        # holds the message as unacknowledged; the lease and the reaper recover the copy.
+        if self.connection.client is None:
+            raise RedisConnectionError("the connection to Redis was closed")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport, with a worker that survives a broker outage (see above).
+
+    Chosen by CELERY_BROKER_TRANSPORT in settings for redis:// and rediss:// brokers."""
+
+    Channel = RedisChannel

@@ -308,11 +308,20 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Every copy slice is far shorter than this, so Redis never redelivers a live task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport, but a broker outage with a task in flight does not make
+    # the worker exit (see config/celery.py); Celery keeps reconnecting.
+    CELERY_BROKER_TRANSPORT = "config.celery:RedisTransport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker outage never stops the worker: it retries forever (Celery's default gives up
+# after 100 attempts, about 45 minutes), and a running copy goes on, since it needs only
+# the database; its next slice is sent once the broker is back, or the reaper re-sends it.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {
