@@ -2,9 +2,11 @@
 
 import logging
 import os
+import warnings
 
 from celery import Celery
-from celery.signals import after_setup_logger
+from celery.exceptions import CPendingDeprecationWarning
+from celery.signals import after_setup_logger, worker_ready
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -20,6 +22,16 @@ def quiet_routine_task_logs(**_kwargs):
     """The scheduler ticks every few seconds; log task failures, not every success."""
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
+
+
+@worker_ready.connect
+def quiet_a_settled_deprecation(**_kwargs):
+    """Celery nags on every lost broker connection that the default of
+    worker_cancel_long_running_tasks_on_connection_loss will change; settings set it. Here,
+    because Celery's logging setup asks to see all of its deprecation warnings."""
+    warnings.filterwarnings(
+        "ignore", r"(?s).*worker_cancel_long_running_tasks_on_connection_loss",
+        CPendingDeprecationWarning)
 
 
 class RedisChannel(kombu_redis.Channel):
