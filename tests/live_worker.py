@@ -41,10 +41,6 @@ def purge_broker() -> None:
 
 
 class LiveWorker:
-    # Quick to start, with no neighbours to look for; test_broker_outage.py runs a worker
-    # with exactly the options runferry and docker-compose use.
-    worker_options = ("--without-heartbeat", "--without-gossip", "--without-mingle")
-
     def __init__(self, log_dir: Path, environment: dict[str, str]):
         self.log_dir = log_dir
         self.env = {**os.environ, **environment, "DATABASE_URL": database_url(),
@@ -64,7 +60,8 @@ class LiveWorker:
         self.generation += 1
         log = self.log_dir / f"worker-{self.generation}.log"
         self.worker = self._spawn(f"worker-{self.generation}", [
-            "worker", "--loglevel=INFO", "--concurrency=2", *self.worker_options,
+            "worker", "--loglevel=INFO", "--concurrency=2", "--without-heartbeat",
+            "--without-gossip", "--without-mingle",
             f"--hostname=test{self.generation}-{os.getpid()}@%h"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

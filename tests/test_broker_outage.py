@@ -1,11 +1,12 @@
 """A broker outage mid-copy: Redis stops, comes back empty, and the worker carries on.
 
-The worker runs with the options runferry and docker-compose give it. It must not exit
-while Redis is away; it reconnects, and the copy finishes with the source's bytes. Redis
-here keeps nothing on disk, so the restarted one has lost every queued message: the
-scheduler's reaper re-sends the copy whose lease expired.
+The worker runs with the options runferry and docker-compose give it (a test below keeps
+them in step). It must not exit while Redis is away; it reconnects, and the copy finishes
+with the source's bytes. Redis here keeps nothing on disk, so the restarted one has lost
+every queued message: the scheduler's reaper re-sends the copy whose lease expired.
 """
 
+import inspect
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from tests.conftest import (
     wait_for_state,
     write_random,
 )
-from tests.live_worker import LiveWorker
+from tests.live_worker import ROOT, LiveWorker
 
 pytestmark = pytest.mark.integration
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -66,10 +67,6 @@ class Redis:
             self.process.wait(timeout=10)
 
 
-class ProductionWorker(LiveWorker):
-    worker_options = ()  # as runferry and docker-compose run it: heartbeat, gossip, mingle
-
-
 @pytest.fixture
 def redis(tmp_path):
     if not os.path.exists(REDIS_SERVER):
@@ -93,7 +90,7 @@ def worker_on_redis(redis, worker_settings, transactional_db, tmp_path, settings
     previous = app.conf.broker_url, app.conf.broker_transport_options
     settings.CELERY_BROKER_URL = redis.url
     use_broker(redis.url, {"visibility_timeout": 3600})
-    worker = ProductionWorker(tmp_path, {**worker_settings, "CELERY_BROKER_URL": redis.url})
+    worker = LiveWorker(tmp_path, {**worker_settings, "CELERY_BROKER_URL": redis.url})
     worker.start()
     yield worker
     worker.stop()
@@ -133,3 +130,20 @@ def test_the_worker_rides_out_a_redis_outage_mid_copy_and_the_copy_finishes(
     for unwanted in ("AttributeError", "Unrecoverable error", "CPendingDeprecationWarning"):
         assert unwanted not in log, log[-6000:]
     assert sha256_of(session.destination_volume.location) == sha256_of(source)
+
+
+# Celery features Ferry does not use; with Redis, restarting them after a lost connection
+# logs errors (gossip: "AttributeError: 'NoneType' object has no attribute
+# 'connection_errors'"), and mingle adds a second to every start.
+WORKER_OPTIONS = ("--without-heartbeat", "--without-gossip", "--without-mingle")
+
+
+def test_runferry_docker_compose_and_this_test_run_the_worker_with_the_same_options():
+    from importer.management.commands import runferry
+
+    compose = (ROOT / "docker-compose.yml").read_text()
+    worker_command = compose.split("\n  worker:", 1)[1].split("command:", 1)[1].split("\n")[0]
+    for option in WORKER_OPTIONS:
+        assert option in worker_command, f"docker-compose's worker lacks {option}"
+        assert option in runferry.WORKER_OPTIONS
+        assert f'"{option}"' in inspect.getsource(LiveWorker.start_worker)

@@ -21,6 +21,9 @@ STABLE_SECONDS = 60
 # wait out a 1-2 s poll), and nothing needs it: a copy resumes from its last checkpoint
 # once its lease expires, and every task is safe to run twice.
 STOP_GRACE_SECONDS = 2.0
+# Celery features Ferry does not use (workers watching each other through the broker); with
+# Redis, restarting them after a lost connection logs errors. docker-compose matches this.
+WORKER_OPTIONS = ("--without-heartbeat", "--without-gossip", "--without-mingle")
 # `make run` is a single-user development setup, often run as root in a container: Celery's
 # advice against running as root is not for it. Only these children are told to skip it.
 QUIET_WARNINGS = "ignore:You're running the worker with superuser privileges"
@@ -74,7 +77,7 @@ class Command(BaseCommand):
         children = [Child(name, command, env) for name, command in {
             "web": [sys.executable, "manage.py", "runserver", address, "--noreload"],
             "worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2",
-                       "--hostname=ferry@%h"],
+                       *WORKER_OPTIONS, "--hostname=ferry@%h"],
             "beat": [*celery, "beat", "--loglevel=WARNING",
                      f"--schedule={settings.VAR_DIR / 'celerybeat-schedule'}"],
         }.items()]
