@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 
+import kombu.pools
 import pytest
 
 from importer.models import ImportSession
@@ -83,8 +84,11 @@ def worker_on_redis(redis, worker_settings, transactional_db, tmp_path, settings
     from config.celery import app
 
     def use_broker(url, transport_options):
-        app.pool.force_close_all()
-        app._pool = app.amqp._producer_pool = None  # the next send connects to `url`
+        # kombu keeps connection and producer pools in global registries, keyed by broker:
+        # empty them (closing a pool in place would leave it cached, closed, for later tests)
+        # and drop the app's references, so the next send connects to `url`.
+        kombu.pools.reset()
+        app._pool = app.amqp._producer_pool = None
         app.conf.broker_url, app.conf.broker_transport_options = url, transport_options
 
     previous = app.conf.broker_url, app.conf.broker_transport_options
