@@ -74,7 +74,7 @@ def runferry(tmp_path):
 
     try:
         wait_for(healthy, 60, 0.2, what="runferry's /healthz")
-        yield process, output
+        yield process, output, env
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -85,7 +85,7 @@ def runferry(tmp_path):
 
 
 def test_runferry_restarts_a_dead_worker_and_stops_within_3_seconds_on_ctrl_c(runferry):
-    process, output = runferry
+    process, output, _env = runferry
     worker = wait_for(lambda: _worker(process.pid), 60, 0.2, what="the worker's pool")
     pool = list(_children(worker))
 
@@ -116,6 +116,30 @@ def test_runferry_restarts_a_dead_worker_and_stops_within_3_seconds_on_ctrl_c(ru
     for scary in ("signal 15", "SIGTERM", "Traceback", "superuser"):
         assert scary not in text, f"{scary!r} in runferry's output:\n{text[-3000:]}"
     assert not [pid for pid in children + grandchildren if _alive(pid)], "a child outlived it"
+
+
+def test_on_ctrl_c_runferry_lets_the_worker_finish_a_job_that_would_not_be_sent_again(runferry):
+    """A cutover killed mid-way is not re-sent (a copy is: it resumes from its checkpoint),
+    so with one under way the worker gets its warm shutdown instead of 2 s."""
+    process, output, env = runferry
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", (
+        "from importer.models import *\n"
+        "system = RemoteSystem.objects.create(name='a', driver_settings={'path': '/none'})\n"
+        "source = SourceVolume.objects.create(remote_system=system, identifier='v.img',"
+        " name='v.img', size=4096)\n"
+        "ImportSession.objects.create(name='v', source_volume=source, remote_system=system,"
+        " state='Cutover_In_Progress', total_bytes=4096,"
+        " destination_resource_type=DestinationType.VOLUME)\n")],
+        cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+    wait_for(lambda: _worker(process.pid), 60, 0.2, what="the worker's pool")
+    started = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=90)
+    took = time.monotonic() - started
+    text = output()
+    assert "runferry: waiting up to 60 s for the worker to finish 1 setup, cutover" in text
+    assert 2.5 < took < 30, f"{took:.1f} s:\n{text[-3000:]}"  # the warm shutdown, not a kill
+    assert process.returncode == 0 and "Ferry stopped." in text
 
 
 def test_the_package_metadata_builds_without_the_license_table_deprecation():

@@ -12,15 +12,20 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError
+from django.db.models import Q
 
 # Seconds before restarting a child that keeps dying; one that ran STABLE_SECONDS starts over.
 RESTART_DELAYS = (1, 2, 5, 10, 30)
 STABLE_SECONDS = 60
 # Ctrl-C gives each child this long, then kills it and its processes. Celery's warm
 # shutdown of even an idle prefork worker takes 3.5 to 7 s (its loop, pool and timer each
-# wait out a 1-2 s poll), and nothing needs it: a copy resumes from its last checkpoint
-# once its lease expires, and every task is safe to run twice.
+# wait out a 1-2 s poll), and an idle worker loses nothing; nor does a copy, which resumes
+# from its last checkpoint once its lease expires.
 STOP_GRACE_SECONDS = 2.0
+# ...unless a job that is not sent again is running: then the worker gets this long to
+# finish it (a second Ctrl-C stops it at once).
+BUSY_GRACE_SECONDS = 60
 # Celery features Ferry does not use (workers watching each other through the broker); with
 # Redis, restarting them after a lost connection logs errors. docker-compose matches this.
 WORKER_OPTIONS = ("--without-heartbeat", "--without-gossip", "--without-mingle")
@@ -33,6 +38,21 @@ def describe(returncode: int) -> str:
     if returncode < 0:
         return f"killed by {signal.Signals(-returncode).name}"
     return f"exit code {returncode}"
+
+
+def jobs_in_flight() -> int:
+    """Sessions a worker job may be changing right now, whose job nothing re-sends if it is
+    killed: admitted but not yet set up, or cutting over, cancelling or cleaning up."""
+    from importer.models import ImportSession
+    from importer.states import State
+
+    try:
+        return ImportSession.objects.filter(
+            Q(state__in=[State.CUTOVER_IN_PROGRESS, State.CANCEL_IN_PROGRESS,
+                         State.CLEANUP_IN_PROGRESS])
+            | Q(state=State.QUEUED, admitted_timestamp__isnull=False)).count()
+    except DatabaseError:
+        return 0  # no database, no way to tell: stop as when idle
 
 
 class Child:
@@ -94,7 +114,7 @@ class Command(BaseCommand):
                 self._supervise(children)
                 time.sleep(0.2)
         finally:
-            self._stop(children)
+            self._stop(children, stopping)
 
     def _supervise(self, children: list[Child]) -> None:
         now = time.monotonic()
@@ -115,7 +135,7 @@ class Command(BaseCommand):
             self._log(f"{child.name} (pid {child.process.pid}) exited, {describe(returncode)}; "
                       f"restarting it in {delay} s")
 
-    def _stop(self, children: list[Child]) -> None:
+    def _stop(self, children: list[Child], stopping: list[int]) -> None:
         running = [child for child in children if child.exited() is None
                    and child.restart_at is None]
         for child in running:
@@ -123,10 +143,13 @@ class Command(BaseCommand):
             # (warm shutdown), instead of each seeing a signal and reporting it.
             child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while any(child.exited() is None for child in running) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = next((child for child in running if child.name == "worker"), None)
+        if worker and worker.exited() is None:
+            self._wait_for_unsendable_jobs(worker, stopping)
         for child in running:
-            try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if child.exited() is None:
                 if child.name != "worker":  # the worker's is expected (see above)
                     self._log(f"{child.name} did not stop in {STOP_GRACE_SECONDS} s; killed")
                 child.signal_group(signal.SIGKILL)
@@ -135,6 +158,20 @@ class Command(BaseCommand):
             if child.process is not None:
                 child.signal_group(signal.SIGKILL)  # nothing of Ferry's outlives runferry
         self.stdout.write("Ferry stopped.")
+
+    def _wait_for_unsendable_jobs(self, worker: Child, stopping: list[int]) -> None:
+        """Killed, a copy resumes from its checkpoint, but a setup, cutover, cancel or cleanup
+        is not sent again: its session would stay where it is. Let the worker finish."""
+        jobs = jobs_in_flight()
+        if not jobs:
+            return
+        self._log(f"waiting up to {BUSY_GRACE_SECONDS} s for the worker to finish {jobs} "
+                  "setup, cutover, cancel or cleanup job(s); Ctrl-C again stops it now")
+        signals = len(stopping)
+        deadline = time.monotonic() + BUSY_GRACE_SECONDS
+        while (worker.exited() is None and len(stopping) == signals
+               and time.monotonic() < deadline):
+            time.sleep(0.1)
 
     def _log(self, message: str) -> None:
         self.stderr.write(f"runferry: {message}")
