@@ -7,8 +7,13 @@ COPY importer importer
 COPY templates templates
 COPY static static
 COPY manage.py ./
+# collectstatic with debug off, as tests/test_production.py runs it; the throwaway key and
+# var folder keep any key or broker folder out of the image (the key is used for nothing).
 RUN pip install --no-cache-dir . \
- && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+ && DJANGO_DEBUG=false DJANGO_SECRET_KEY=collectstatic-only FERRY_VAR_DIR=/tmp/build \
+    python manage.py collectstatic --noinput \
+ && test -f staticfiles/staticfiles.json \
+ && rm -rf /tmp/build
 RUN useradd --create-home ferry && mkdir -p /data && chown ferry /data
 USER ferry
 EXPOSE 8000

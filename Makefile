@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-# The embedded default is a local, single-user setup: debug on, a development key.
+# The embedded default is a local, single-user setup: debug on, and (with no
+# DJANGO_SECRET_KEY) the installation's own key in var/secret_key, as outside make.
 export DJANGO_DEBUG ?= true
 
 .PHONY: run test bench setup migrate demo diagrams lint clean
@@ -18,10 +19,12 @@ test: setup ## Set up and run the whole test suite
 
 setup: $(STAMP)
 
+# pip -qq shows errors only: a machine's pip.conf may name index folders that do not exist,
+# and pip warns about each one for every package ("Location ... is ignored").
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

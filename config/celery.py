@@ -2,9 +2,13 @@
 
 import logging
 import os
+import warnings
 
 from celery import Celery
-from celery.signals import after_setup_logger
+from celery.exceptions import CPendingDeprecationWarning
+from celery.signals import after_setup_logger, worker_ready
+from kombu.transport import redis as kombu_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -18,3 +22,36 @@ def quiet_routine_task_logs(**_kwargs):
     """The scheduler ticks every few seconds; log task failures, not every success."""
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
+
+
+@worker_ready.connect
+def quiet_a_settled_deprecation(**_kwargs):
+    """Celery nags on every lost broker connection that the default of
+    worker_cancel_long_running_tasks_on_connection_loss will change; settings set it. Here,
+    because Celery's logging setup asks to see all of its deprecation warnings."""
+    warnings.filterwarnings(
+        "ignore", r"(?s).*worker_cancel_long_running_tasks_on_connection_loss",
+        CPendingDeprecationWarning)
+
+
+class RedisChannel(kombu_redis.Channel):
+    def _connparams(self, asynchronous=False):
+        # When Redis goes away, the worker collects its broken connection (which detaches
+        # the transport: client = None) and then closes it. Closing the task channel
+        # restores its unacknowledged messages (with task_acks_late, the copy in flight),
+        # which needs a new Redis client built from the detached transport: kombu raised
+        # AttributeError ('NoneType' object has no attribute 'hostname'), which Celery
+        # does not expect there, and the worker exited. As a connection error it is what
+        # it is, Celery ignores it while closing, and the worker reconnects. Redis still
+        # holds the message as unacknowledged; the lease and the reaper recover the copy.
+        if self.connection.client is None:
+            raise RedisConnectionError("the connection to Redis was closed")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport, with a worker that survives a broker outage (see above).
+
+    Chosen by CELERY_BROKER_TRANSPORT in settings for redis:// and rediss:// brokers."""
+
+    Channel = RedisChannel

@@ -1,6 +1,7 @@
 """Ferry settings: one file, every knob an environment variable (documented in README)."""
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,15 +34,39 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def installation_secret_key(path: Path) -> str:
+    """This installation's own key: read from ``path``, or generated there once (mode 0600).
+
+    So `manage.py <command>` works as README writes it, with no fixed, known key in any
+    mode. Written beside and then linked into place: web, worker and beat may start at once,
+    and each either creates the file whole or reads the one that won.
+    """
+    try:
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process won; use its key
+        finally:
+            draft.unlink()
+        return path.read_text().strip()
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"Set DJANGO_SECRET_KEY, or let Ferry keep its own key in {path}: {error}"
+        ) from None
+
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 VAR_DIR = Path(env_str("FERRY_VAR_DIR", str(BASE_DIR / "var")))
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or installation_secret_key(VAR_DIR / "secret_key")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -285,11 +310,20 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Every copy slice is far shorter than this, so Redis never redelivers a live task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport, but a broker outage with a task in flight does not make
+    # the worker exit (see config/celery.py); Celery keeps reconnecting.
+    CELERY_BROKER_TRANSPORT = "config.celery:RedisTransport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker outage never stops the worker: it retries forever (Celery's default gives up
+# after 100 attempts, about 45 minutes), and a running copy goes on, since it needs only
+# the database; its next slice is sent once the broker is back, or the reaper re-sends it.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {

@@ -46,10 +46,31 @@ def test_the_deployment_check_passes_with_production_settings(tmp_path):
     assert "WARNINGS" not in output and "no issues" in output
 
 
-def test_production_refuses_to_start_without_a_secret_key(tmp_path):
-    result = _manage("check", env=_production_env(tmp_path))
+def _secret_key(env: dict[str, str]) -> str:
+    result = _manage("shell", "--no-imports", "-c",
+                     "from django.conf import settings; print(settings.SECRET_KEY)", env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_without_a_secret_key_each_installation_generates_its_own_once(tmp_path):
+    """No fixed, known key in any mode: a key made with `secrets`, kept 0600 and reused."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    key = _secret_key(_production_env(first))
+    assert len(key) >= 50 and "insecure" not in key
+    assert (first / "secret_key").read_text().strip() == key
+    assert (first / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert _secret_key(_production_env(first)) == key  # the same key on every start
+    assert _secret_key(_production_env(second)) != key  # another installation, another key
+    assert _secret_key({**_production_env(first), "DJANGO_DEBUG": "true"}) == key
+
+
+def test_an_unwritable_var_dir_without_a_secret_key_is_refused_with_the_fix(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    result = _manage("check", env=_production_env(blocked))
     assert result.returncode != 0
-    assert "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off" in result.stderr
+    assert "Set DJANGO_SECRET_KEY, or let Ferry keep its own key in" in result.stderr
 
 
 def test_the_secret_key_can_come_from_a_file(tmp_path):
