@@ -37,10 +37,10 @@ class _StorableDateTimeField(IsoDateTimeField):
     def clean(self, value):
         moment = super().clean(value)
         try:
-            moment and moment.astimezone(UTC)
+            # In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
+            return moment and moment.astimezone(UTC)
         except OverflowError:
             raise forms.ValidationError("This date is out of range.") from None
-        return moment
 
 
 class DateTimeFilter(django_filters.IsoDateTimeFilter):

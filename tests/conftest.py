@@ -49,6 +49,20 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def postgres_only(request):
+    """Tests marked ``postgres`` run on PostgreSQL only; CI=true fails rather than skip."""
+    if "postgres" not in request.keywords:
+        return
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        message = "needs PostgreSQL: set DATABASE_URL=postgres://..."
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 # --- Jobs ----------------------------------------------------------------------------------
 
 @pytest.fixture(autouse=True)
