@@ -23,11 +23,14 @@ from importer.models import Host
 from tests.conftest import GROUP_MEMBERS, make_session
 
 # CI runs the same examples every time, so it never goes red by chance; set
-# FERRY_FUZZ_RANDOM=true to explore new ones (a failure prints how to reproduce it).
+# FERRY_FUZZ_RANDOM=true to explore new ones (a failure prints how to reproduce it), and
+# FERRY_FUZZ_EXAMPLES for more of them (`make fuzz` draws hundreds per operation).
 DERANDOMIZE = os.environ.get("FERRY_FUZZ_RANDOM", "").lower() not in {"1", "true", "yes"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = int(os.environ.get("FERRY_FUZZ_EXAMPLES", "25"))
+
+pytestmark = pytest.mark.fuzz
 
 
 @pytest.fixture
