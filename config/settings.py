@@ -250,7 +250,9 @@ FERRY_IDEMPOTENCY_HOURS = env_int("FERRY_IDEMPOTENCY_HOURS", 24)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Control characters in a logged name are escaped: one record, one line.
+    "formatters": {"escaped": {"()": "importer.validation.EscapingFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "escaped"}},
     "root": {"handlers": ["console"], "level": env_str("FERRY_LOG_LEVEL", "INFO")},
     # Ferry's audit log records logins; axes would repeat each one at INFO.
     "loggers": {"axes": {"level": "WARNING"}},

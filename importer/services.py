@@ -46,6 +46,7 @@ from importer.models import (
     VolumeGroup,
 )
 from importer.states import Action, Event, State
+from importer.validation import check_initiators, name_problem
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = ["A name is required."]
+    elif problem := name_problem(name):
+        errors["name"] = [problem]
     elif RemoteSystem.objects.filter(name=name).exists():
         errors["name"] = [f"A remote system named {name} already exists."]
     try:
@@ -141,6 +144,8 @@ def save_remote_system(system_id: int | None, *, name: str, driver_settings: dic
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = ["A name is required."]
+    elif problem := name_problem(name):
+        errors["name"] = [problem]
     elif RemoteSystem.objects.filter(name=name).exclude(pk=system.pk).exists():
         errors["name"] = [f"A remote system named {name} already exists."]
     try:
@@ -217,11 +222,13 @@ def save_host(host_id: int | None, *, name: str, actor: Actor, os_type: str = "L
     actor.require(roles.MANAGE_HOSTS, "manage hosts")
     host = _get(Host, host_id) if host_id is not None else Host()
     name = (name or "").strip()
-    # Order kept, repeats dropped: a port listed twice is still one port.
-    initiators = list(dict.fromkeys(str(i).strip() for i in initiators or () if str(i).strip()))
-    errors: dict[str, list[str]] = {}
+    # Normalised, order kept, repeats dropped: a port listed twice is still one port.
+    initiators, bad_initiators = check_initiators(initiators)
+    errors: dict[str, list[str]] = {"initiators": bad_initiators} if bad_initiators else {}
     if not name:
         errors["name"] = ["A name is required."]
+    elif problem := name_problem(name):
+        errors["name"] = [problem]
     elif Host.objects.filter(name=name).exclude(pk=host.pk).exists():
         errors["name"] = [f"A host named {name} already exists."]
     if os_type not in HostOsType.values:
@@ -336,6 +343,8 @@ def _check_import_options(name, scheduled_timestamp, throttle) -> dict[str, list
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = ["A name is required."]
+    elif problem := name_problem(name):
+        errors["name"] = [problem]
     elif len(name) > NAME_MAX - 40:
         errors["name"] = [f"A name has at most {NAME_MAX - 40} characters."]
     if scheduled_timestamp is not None:

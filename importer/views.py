@@ -425,6 +425,7 @@ def host_edit(request, pk=None):
                 actor=services.Actor.of(request))
         except ValidationError as error:
             for field, problems in error.field_errors.items():
+                field = "initiators_text" if field == "initiators" else field
                 form.add_error(field if field in form.fields else None, problems)
         else:
             messages.success(request, f"Saved host {saved.name}.")

@@ -142,9 +142,11 @@ def test_an_operator_may_discover_but_not_change_systems(client, operator, demo)
 def test_an_admin_adds_and_edits_a_host(client, admin_user):
     client.force_login(admin_user)
     client.post(reverse("importer:host-create"), {
-        "name": "esx-01", "os_type": "ESXi", "initiators_text": "iqn.a\n\niqn.b "})
+        "name": "esx-01", "os_type": "ESXi",
+        "initiators_text": "iqn.2001-04.com.example:a\n\nIQN.2001-04.COM.EXAMPLE:b "})
     response = client.get(reverse("importer:host-list"))
-    assert "esx-01" in response.content.decode() and "iqn.a, iqn.b" in response.content.decode()
+    page = response.content.decode()
+    assert "esx-01" in page and "iqn.2001-04.com.example:a, iqn.2001-04.com.example:b" in page
     event = ImportEvent.objects.get(action="save_host")  # through the service, audited
     assert event.subject == "host esx-01" and event.actor_name == admin_user.username
 
