@@ -12,6 +12,7 @@ _ALWAYS = {"401": "Not logged in, or a bad or expired token.",
 _WITH_ID = {"404": "No such object."}
 _WITH_BODY = {"400": "Invalid input: see errors.",
               "409": "Refused in the object's current state: see state and allowed_actions.",
+              "413": "The body is larger than Ferry reads (DATA_UPLOAD_MAX_MEMORY_SIZE).",
               "415": "The body is not JSON."}
 _POST = {"422": "The Idempotency-Key was first used with another request."}
 _LIST = {"400": "An invalid filter, ordering or page."}
