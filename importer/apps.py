@@ -8,6 +8,7 @@ class ImporterConfig(AppConfig):
 
     def ready(self):
         from importer import audit  # noqa: F401  (connects its signal receivers)
+        from importer.api import tokens  # noqa: F401  (revokes tokens on password change)
         from importer.roles import sync_roles
 
         post_migrate.connect(sync_roles, sender=self)
