@@ -158,7 +158,7 @@ def test_events_are_filtered_and_exported_as_csv(client, operator):
     session = make_session("volume", "Copy_In_Progress", name="db")
     services.perform_action(session.pk, "pause", actor=services.Actor(operator, "10.0.0.9"))
     make_session("volume", "Queued", name="other")
-    page = client.get(reverse("importer:event-list"), {"session": "db"}).content.decode()
+    page = client.get(reverse("importer:event-list"), {"q": "db"}).content.decode()
     assert "pause" in page and "Copy In Progress" in page
     export = client.get(reverse("importer:event-export"), {"action": "pause"})
     rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
@@ -172,5 +172,5 @@ def test_the_events_page_shows_refusals_by_their_subject(client, viewer, admin_u
     client.force_login(viewer)
     client.get(reverse("importer:host-create"))  # refused: viewers do not manage hosts
     client.force_login(admin_user)
-    page = client.get(reverse("importer:event-list"), {"session": "hosts"}).content.decode()
+    page = client.get(reverse("importer:event-list"), {"q": "hosts"}).content.decode()
     assert "access_denied" in page and "/hosts/" in page and viewer.username in page
