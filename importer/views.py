@@ -2,7 +2,6 @@
 
 import csv
 import itertools
-import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,6 +14,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, reswap, trigger_client_event
 
 from config.celery import app as celery_app
 from importer import audit, filters, forms, roles, services, states, ui
@@ -135,15 +135,14 @@ def session_action(request, pk, action):
         toast = ("danger", "Force cancel needs the session's name, typed exactly.")
     else:
         toast = _run_action(request, pk, action, force)
-    if not ImportSession.objects.filter(pk=pk).exists():
-        response = JsonResponse({})
+    if not ImportSession.objects.filter(pk=pk).exists():  # deleted meanwhile: drop its row
+        response = reswap(HttpResponse(), "delete")
     elif request.htmx.target == "detail-panel":
         response = _render_detail(request, pk)
     else:
         response = _render_row(request, pk)  # members come back on the next poll
-    response["HX-Trigger"] = json.dumps({"ferry:toast": {"level": toast[0],
-                                                         "message": toast[1]}})
-    return response
+    return trigger_client_event(response, "ferry:toast",
+                                {"level": toast[0], "message": toast[1]})
 
 
 BULK_LIMIT = 200
@@ -171,8 +170,8 @@ def bulk_action(request, action):
                  f"{label}: {done} of {len(results)} succeeded.")
     response = render(request, "importer/session_list.html#bulk-results",
                       {"results": results, "label": label})
-    response["HX-Trigger"] = json.dumps({
-        "ferry:toast": {"level": toast[0], "message": toast[1]}, "ferry:refresh-table": {}})
+    trigger_client_event(response, "ferry:toast", {"level": toast[0], "message": toast[1]})
+    trigger_client_event(response, "ferry:refresh-table")
     return _htmx_response(request, response)
 
 
@@ -290,9 +289,7 @@ def _create_imports(request, form):
                               f"{', '.join(s.name for s in created)}.")
     target = reverse("importer:session-list")
     if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = target
-        return response
+        return HttpResponseClientRedirect(target)
     return redirect(target)
 
 
