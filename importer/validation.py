@@ -45,6 +45,25 @@ class EscapingFormatter(logging.Formatter):
         return escape_controls(super().formatMessage(record))
 
 
+class EscapingFilter(logging.Filter):
+    """The same for handlers Ferry does not configure: Celery's worker replaces the root
+    logger's (see ``escape_worker_logs``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = escape_controls(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
+        return True
+
+
+def escape_worker_logs(logger: logging.Logger | None = None, **_signal) -> None:
+    """Receiver of Celery's after_setup_(task_)logger: escape in the worker's handlers."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, EscapingFilter) for f in handler.filters):
+            handler.addFilter(EscapingFilter())
+
+
 # --- Initiators ----------------------------------------------------------------------------
 
 _IQN = re.compile(r"iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?"

@@ -109,6 +109,19 @@ def test_a_traceback_keeps_its_lines_after_an_escaped_message():
     assert first == "bad a\\nb" and rest[0].startswith("Traceback") and len(rest) > 2
 
 
+@pytest.mark.parametrize("signal", ["after_setup_logger", "after_setup_task_logger"])
+def test_a_celery_workers_log_handlers_escape_too(signal):
+    from celery import signals
+
+    stream = io.StringIO()
+    logger = logging.getLogger(f"worker-{signal}")
+    logger.addHandler(logging.StreamHandler(stream))  # as Celery's own setup adds them
+    getattr(signals, signal).send(sender=None, logger=logger, loglevel=logging.INFO,
+                                  logfile=None, format="%(message)s", colorize=False)
+    logger.warning("%s: pause", "vol\nforged: cancel ok")
+    assert stream.getvalue() == "vol\\nforged: cancel ok: pause\n"
+
+
 # --- Initiators ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("given, stored", [
