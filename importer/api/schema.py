@@ -2,7 +2,9 @@
 
 from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter
 
+from importer.api.idempotency import HEADER, MAX_KEY_LENGTH, IdempotentPostMixin
 from importer.api.problems import PROBLEM_CONTENT_TYPE
 
 _ALWAYS = {"401": "Not logged in, or a bad or expired token.",
@@ -19,6 +21,16 @@ _LIST = {"400": "An invalid filter, ordering or page."}
 
 
 class FerryAutoSchema(AutoSchema):
+    def get_override_parameters(self):
+        parameters = super().get_override_parameters()
+        if self.method == "POST" and isinstance(self.view, IdempotentPostMixin):
+            parameters.append(OpenApiParameter(
+                HEADER, {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                OpenApiParameter.HEADER,
+                description="A retry with the same key and body replays the first answer "
+                            "and acts once."))
+        return parameters
+
     def _get_response_bodies(self, direction="response"):
         from importer.api.serializers import ProblemSerializer
 
