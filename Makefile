@@ -9,13 +9,20 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # DJANGO_SECRET_KEY) the installation's own key in var/secret_key, as outside make.
 export DJANGO_DEBUG ?= true
 
-.PHONY: run test bench setup migrate demo diagrams lint clean
+.PHONY: run test fuzz bench setup migrate demo diagrams lint clean
 
 run: setup migrate demo ## Set up and start web, worker and scheduler on http://127.0.0.1:8000
 	$(PY) manage.py runferry
 
-test: setup ## Set up and run the whole test suite
-	$(BIN)/pytest
+test: setup ## Set up and run the whole test suite, with the fuzz test's replayed examples
+	$(BIN)/pytest -m 'fuzz or not fuzz'
+
+# Nightly-style: new random examples, hundreds per operation. Against PostgreSQL when
+# DATABASE_URL is set (e.g. postgres://postgres@127.0.0.1:5432/ferry).
+FERRY_FUZZ_EXAMPLES ?= 300
+fuzz: setup ## Fuzz every API operation with FERRY_FUZZ_EXAMPLES random examples each
+	FERRY_FUZZ_RANDOM=true FERRY_FUZZ_EXAMPLES=$(FERRY_FUZZ_EXAMPLES) \
+		$(BIN)/pytest -m fuzz -q tests/test_api_fuzz.py
 
 setup: $(STAMP)
 

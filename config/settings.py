@@ -226,7 +226,7 @@ REST_FRAMEWORK = {
         "importer.api.authentication.LockoutAwareBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "importer.api.pagination.FerryPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -275,7 +275,9 @@ FERRY_IDEMPOTENCY_HOURS = env_int("FERRY_IDEMPOTENCY_HOURS", 24)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Control characters in a logged name are escaped: one record, one line.
+    "formatters": {"escaped": {"()": "importer.validation.EscapingFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "escaped"}},
     "root": {"handlers": ["console"], "level": env_str("FERRY_LOG_LEVEL", "INFO")},
     # Ferry's audit log records logins; axes would repeat each one at INFO.
     "loggers": {"axes": {"level": "WARNING"}},

@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from importer.views import healthz
 
+handler400 = "importer.api.problems.bad_request"
 handler500 = "importer.api.problems.server_error"
 
 urlpatterns = [

@@ -1,6 +1,7 @@
 """The admin site for support staff. State and progress are read-only here: actions go
 through importer.services like everywhere else, and report what happened row by row."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.shortcuts import redirect
@@ -23,6 +24,7 @@ from importer.models import (
     VolumeGroup,
 )
 from importer.states import Action
+from importer.validation import check_initiators, name_problem
 
 _PROGRESS_FIELDS = ("state", "progress_percentage", "copied_bytes", "total_bytes",
                     "average_transfer_rate", "current_transfer_rate",
@@ -302,10 +304,32 @@ class SourceGroupAdmin(admin.ModelAdmin):
 
 # --- Hosts and destinations -------------------------------------------------------------------
 
+class HostAdminForm(forms.ModelForm):
+    """The service's checks on names and initiators, run while the form can still show
+    them: save_model is too late to refuse."""
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if problem := name_problem(name):
+            raise forms.ValidationError(problem)
+        return name
+
+    def clean_initiators(self):
+        initiators = self.cleaned_data["initiators"] or []
+        if not isinstance(initiators, list):
+            raise forms.ValidationError('A list of initiators: ["iqn...", "50:01:..."].')
+        initiators, problems = check_initiators(initiators)
+        if problems:
+            raise forms.ValidationError(problems)
+        return initiators
+
+
 @admin.register(Host)
 class HostAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
     """Saved and deleted through the services, so each change is audited and a host still
     in use is not deleted."""
+
+    form = HostAdminForm
 
     list_display = ("name", "os_type", "created")
     list_filter = ("os_type",)

@@ -131,7 +131,8 @@ class RemoteSystemForm(BootstrapMixin, forms.Form):
 class HostForm(BootstrapMixin, forms.ModelForm):
     initiators_text = forms.CharField(required=False, label="Initiators",
                                       widget=forms.Textarea(attrs={"rows": 3}),
-                                      help_text="One IQN or WWN per line.")
+                                      help_text="One per line: an iSCSI name (iqn., eui., "
+                                                "naa.) or a Fibre Channel WWN.")
 
     class Meta:
         model = Host

@@ -2,23 +2,22 @@
 
 import csv
 import itertools
-import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection, transaction
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Prefetch
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
-from django.utils.dateparse import parse_date
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, reswap, trigger_client_event
 
 from config.celery import app as celery_app
-from importer import audit, forms, roles, services, states, ui
+from importer import audit, filters, forms, roles, services, states, ui
 from importer.errors import ActionNotAllowed, FerryError, ValidationError
 from importer.models import Host, ImportEvent, ImportSession, RemoteSystem, SystemStatus
 
@@ -43,20 +42,16 @@ def _htmx_response(request, response):
 @login_required
 @require_GET
 def session_list(request):
-    chosen_states = [s for s in request.GET.getlist("state") if s in states.STATES]
-    query = request.GET.get("q", "").strip()
     sort = request.GET.get("sort", "-created")
     # Members are rendered for expanded groups only (they ask for them): the page stays
-    # 50 rows however large the groups are.
-    sessions = _sessions().filter(parent_session__isnull=True)
-    if chosen_states:
-        sessions = sessions.filter(state__in=chosen_states)
-    if query:
-        sessions = sessions.filter(Q(name__icontains=query) | Q(description__icontains=query)
-                                   | Q(remote_system__name__icontains=query))
-    sessions = sessions.order_by(SORTS.get(sort, "-created"), "-pk")
+    # 50 rows however large the groups are. The API's filters, so both agree.
+    found = filters.ImportSessionFilter(
+        request.GET, queryset=_sessions().filter(parent_session__isnull=True))
+    sessions = found.qs.order_by(SORTS.get(sort, "-created"), "-pk")
     page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"page": page, "chosen_states": chosen_states, "query": query, "sort": sort,
+    chosen = found.form.cleaned_data
+    context = {"page": page, "chosen_states": chosen.get("state") or [],
+               "query": chosen.get("q") or "", "sort": sort,
                "all_states": states.STATES.values(), "filters": _filters(request),
                "bulk_menu": ui.bulk_menu()}
     template = "importer/session_list.html"
@@ -142,15 +137,14 @@ def session_action(request, pk, action):
         toast = ("danger", f"{label} needs the session's name, typed exactly.")
     else:
         toast = _run_action(request, pk, action, force)
-    if not ImportSession.objects.filter(pk=pk).exists():
-        response = JsonResponse({})
+    if not ImportSession.objects.filter(pk=pk).exists():  # deleted meanwhile: drop its row
+        response = reswap(HttpResponse(), "delete")
     elif request.htmx.target == "detail-panel":
         response = _render_detail(request, pk)
     else:
         response = _render_row(request, pk)  # members come back on the next poll
-    response["HX-Trigger"] = json.dumps({"ferry:toast": {"level": toast[0],
-                                                         "message": toast[1]}})
-    return response
+    return trigger_client_event(response, "ferry:toast",
+                                {"level": toast[0], "message": toast[1]})
 
 
 BULK_LIMIT = 200
@@ -178,8 +172,8 @@ def bulk_action(request, action):
                  f"{label}: {done} of {len(results)} succeeded.")
     response = render(request, "importer/session_list.html#bulk-results",
                       {"results": results, "label": label})
-    response["HX-Trigger"] = json.dumps({
-        "ferry:toast": {"level": toast[0], "message": toast[1]}, "ferry:refresh-table": {}})
+    trigger_client_event(response, "ferry:toast", {"level": toast[0], "message": toast[1]})
+    trigger_client_event(response, "ferry:refresh-table")
     return _htmx_response(request, response)
 
 
@@ -299,9 +293,7 @@ def _create_imports(request, form):
                               f"{', '.join(s.name for s in created)}.")
     target = reverse("importer:session-list")
     if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = target
-        return response
+        return HttpResponseClientRedirect(target)
     return redirect(target)
 
 
@@ -430,6 +422,7 @@ def host_edit(request, pk=None):
                 actor=services.Actor.of(request))
         except ValidationError as error:
             for field, problems in error.field_errors.items():
+                field = "initiators_text" if field == "initiators" else field
                 form.add_error(field if field in form.fields else None, problems)
         else:
             messages.success(request, f"Saved host {saved.name}.")
@@ -443,29 +436,21 @@ EVENT_COLUMNS = ("timestamp", "session_name", "actor_name", "action", "from_stat
                  "outcome", "error_code", "error_message", "subject", "client_address")
 
 
-def _events(request):
-    events = ImportEvent.objects.all()
-    about = request.GET.get("session", "").strip()
-    if about:  # a session, or what a non-session event is about (a system, a host, a path)
-        events = events.filter(Q(session_name__icontains=about) | Q(subject__icontains=about))
-    filters = {"actor": "actor_name__icontains", "action": "action", "outcome": "outcome"}
-    for param, lookup in filters.items():
-        if request.GET.get(param):
-            events = events.filter(**{lookup: request.GET[param]})
-    for param, lookup in (("since", "timestamp__date__gte"), ("until", "timestamp__date__lte")):
-        if parse_date(request.GET.get(param, "") or ""):
-            events = events.filter(**{lookup: request.GET[param]})
-    return events.order_by("-timestamp", "-id")
+def _events(request) -> filters.ImportEventFilter:
+    """The API's event filters: an invalid one is left out (the page says which)."""
+    return filters.ImportEventFilter(request.GET, queryset=ImportEvent.objects.all())
 
 
 @login_required
 @require_GET
 def event_list(request):
-    page = Paginator(_events(request), 100).get_page(request.GET.get("page"))
+    found = _events(request)
+    events = found.qs.order_by("-timestamp", "-id")
+    page = Paginator(events, 100).get_page(request.GET.get("page"))
     actions = ImportEvent.objects.order_by().values_list("action", flat=True).distinct()
     return render(request, "importer/event_list.html", {
         "page": page, "actions": sorted(actions), "filters": _filters(request),
-        "params": request.GET})
+        "params": request.GET, "filter_errors": found.errors})
 
 
 @login_required
@@ -473,7 +458,8 @@ def event_list(request):
 def event_export(request):
     writer = csv.writer(_Echo())
     rows = (writer.writerow([getattr(e, c) for c in EVENT_COLUMNS])
-            for e in _events(request).iterator(chunk_size=2000))
+            for e in _events(request).qs.order_by("-timestamp", "-id").iterator(
+                chunk_size=2000))
     response = StreamingHttpResponse(
         itertools.chain([writer.writerow(EVENT_COLUMNS)], rows), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="ferry-events.csv"'

@@ -111,6 +111,9 @@ def test_an_unknown_id_is_a_404_problem(viewer, operator):
     _problem(client_for(viewer).get(session_url(987654)), 404, "not_found")
     _problem(client_for(operator).post(session_url(987654, "pause/")), 404, "not_found")
     _problem(client_for(viewer).get(session_url("abc")), 404, "not_found")
+    # A newline in the path (found by fuzzing): the catch-all route must match it too.
+    _problem(client_for(operator).post(session_url("a%0Ab", "start-copy/")), 404, "not_found")
+    _problem(client_for(viewer).get(f"{API}/no%0Asuch/"), 404, "not_found")
 
 
 def test_a_refused_action_is_a_409_with_the_state_and_allowed_actions(operator):

@@ -8,7 +8,7 @@ import os
 import pytest
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from hypothesis import HealthCheck, settings
 from knox.models import AuthToken
 from schemathesis import pytest as schemathesis_pytest
@@ -23,11 +23,14 @@ from importer.models import Host
 from tests.conftest import GROUP_MEMBERS, make_session
 
 # CI runs the same examples every time, so it never goes red by chance; set
-# FERRY_FUZZ_RANDOM=true to explore new ones (a failure prints how to reproduce it).
+# FERRY_FUZZ_RANDOM=true to explore new ones (a failure prints how to reproduce it), and
+# FERRY_FUZZ_EXAMPLES for more of them (`make fuzz` draws hundreds per operation).
 DERANDOMIZE = os.environ.get("FERRY_FUZZ_RANDOM", "").lower() not in {"1", "true", "yes"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = int(os.environ.get("FERRY_FUZZ_EXAMPLES", "25"))
+
+pytestmark = pytest.mark.fuzz
 
 
 @pytest.fixture
@@ -67,4 +70,12 @@ schema = schemathesis_pytest.from_fixture("api_schema").exclude(path_regex="/aut
 @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=list(HealthCheck))
 def test_the_api_matches_its_schema_and_never_fails(case, token):
-    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)
+    # Each example in a savepoint, rolled back and released after: on PostgreSQL a failed
+    # query would otherwise abort the test's transaction and fail every later example, and
+    # savepoints never released would nest, one per example, until PostgreSQL runs out of
+    # lock memory ("out of shared memory") at a few thousand examples.
+    with transaction.atomic():
+        try:
+            case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)
+        finally:
+            transaction.set_rollback(True)

@@ -113,3 +113,19 @@ def test_expired_keys_are_forgotten(operator, enqueued, settings):
     assert response.status_code == 201 and response.json()["name"] == "second"
     IdempotencyRecord.objects.update(created=timezone.now() - timedelta(days=30))
     assert purge_expired() == 1
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "line\nbreak", "\x1b[2J"])
+def test_a_key_with_control_characters_is_a_400_not_a_server_error(operator, key):
+    # PostgreSQL cannot store a NUL: it was a 500 there.
+    response = client_for(operator).post(f"{API}/import-sessions/", {}, format="json",
+                                         HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_idempotency_key"
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_the_schema_documents_the_key_on_the_posts_that_honour_it(viewer):
+    paths = client_for(viewer).get(f"{API}/schema/?format=json").json()["paths"]
+    names = lambda operation: [p["name"] for p in operation.get("parameters", [])]  # noqa: E731
+    assert "Idempotency-Key" in names(paths["/api/v1/import-sessions/"]["post"])
+    assert "Idempotency-Key" not in names(paths["/api/v1/auth/token/"]["post"])

@@ -156,9 +156,11 @@ def test_an_operator_may_discover_but_not_change_systems(client, operator, demo)
 def test_an_admin_adds_and_edits_a_host(client, admin_user):
     client.force_login(admin_user)
     client.post(reverse("importer:host-create"), {
-        "name": "esx-01", "os_type": "ESXi", "initiators_text": "iqn.a\n\niqn.b "})
+        "name": "esx-01", "os_type": "ESXi",
+        "initiators_text": "iqn.2001-04.com.example:a\n\nIQN.2001-04.COM.EXAMPLE:b "})
     response = client.get(reverse("importer:host-list"))
-    assert "esx-01" in response.content.decode() and "iqn.a, iqn.b" in response.content.decode()
+    page = response.content.decode()
+    assert "esx-01" in page and "iqn.2001-04.com.example:a, iqn.2001-04.com.example:b" in page
     event = ImportEvent.objects.get(action="save_host")  # through the service, audited
     assert event.subject == "host esx-01" and event.actor_name == admin_user.username
 
@@ -170,7 +172,7 @@ def test_events_are_filtered_and_exported_as_csv(client, operator):
     session = make_session("volume", "Copy_In_Progress", name="db")
     services.perform_action(session.pk, "pause", actor=services.Actor(operator, "10.0.0.9"))
     make_session("volume", "Queued", name="other")
-    page = client.get(reverse("importer:event-list"), {"session": "db"}).content.decode()
+    page = client.get(reverse("importer:event-list"), {"q": "db"}).content.decode()
     assert "pause" in page and "Copy In Progress" in page
     export = client.get(reverse("importer:event-export"), {"action": "pause"})
     rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
@@ -184,5 +186,5 @@ def test_the_events_page_shows_refusals_by_their_subject(client, viewer, admin_u
     client.force_login(viewer)
     client.get(reverse("importer:host-create"))  # refused: viewers do not manage hosts
     client.force_login(admin_user)
-    page = client.get(reverse("importer:event-list"), {"session": "hosts"}).content.decode()
+    page = client.get(reverse("importer:event-list"), {"q": "hosts"}).content.decode()
     assert "access_denied" in page and "/hosts/" in page and viewer.username in page

@@ -22,7 +22,11 @@ def _children(pid: int) -> dict[int, str]:
     """The direct children of ``pid``, with their command lines."""
     found = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        for child in children:
             try:
                 found[int(child)] = Path(f"/proc/{child}/cmdline").read_text().replace("\0", " ")
             except FileNotFoundError:

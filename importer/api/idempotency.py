@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from importer.api.problems import PROBLEM_CONTENT_TYPE
 from importer.errors import FerryError
 from importer.models import IdempotencyRecord
+from importer.validation import escape_controls
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -64,9 +65,9 @@ def purge_expired(now=None) -> int:
 
 
 def _claim(request, key: str) -> IdempotencyRecord:
-    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+    if not key.strip() or len(key) > MAX_KEY_LENGTH or escape_controls(key) != key:
         raise IdempotencyError("invalid_idempotency_key", 400,
-                               f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.")
+                               f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters.")
     request_hash = _fingerprint(request)
     # Only this key's expired record: the scheduler tick purges the rest.
     IdempotencyRecord.objects.expired().filter(user=request.user, key=key).delete()

@@ -6,7 +6,9 @@ login, an unknown id) get codes of the same shape. Refused logins and roles are 
 
 from http import HTTPStatus
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -58,6 +60,8 @@ def problem_exception_handler(exc, context):
     request = context.get("request")
     if isinstance(exc, errors.FerryError):
         return _ferry_problem(exc, request)
+    if isinstance(exc, RequestDataTooBig):
+        return problem(413, "request_too_large", _too_large(), request)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):  # as DRF's own handler maps it
@@ -136,6 +140,23 @@ def _title(status_code: int) -> str:
 def api_not_found(request, exception=None):
     """Django's 404 for a URL no route matches, as a problem for API clients."""
     return _plain_problem(request, 404, "not_found", f"No resource at {request.path}.")
+
+
+def _too_large() -> str:
+    return (f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes, "
+            "the most Ferry reads.")
+
+
+def bad_request(request, exception=None):
+    """Django's 400 handler (a request it refused before any view): a problem for API
+    clients, the usual page for browsers."""
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return _plain_problem(request, 413, "request_too_large", _too_large())
+    # Not str(exception): it may name settings (ALLOWED_HOSTS) that are none of the client's.
+    return _plain_problem(request, 400, "bad_request", "The request was refused before it "
+                          "reached the API (for example, a Host header Ferry does not serve).")
 
 
 def server_error(request):

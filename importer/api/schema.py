@@ -2,7 +2,9 @@
 
 from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter
 
+from importer.api.idempotency import HEADER, MAX_KEY_LENGTH, IdempotentPostMixin
 from importer.api.problems import PROBLEM_CONTENT_TYPE
 
 _ALWAYS = {"401": "Not logged in, or a bad or expired token.",
@@ -12,12 +14,23 @@ _ALWAYS = {"401": "Not logged in, or a bad or expired token.",
 _WITH_ID = {"404": "No such object."}
 _WITH_BODY = {"400": "Invalid input: see errors.",
               "409": "Refused in the object's current state: see state and allowed_actions.",
+              "413": "The body is larger than Ferry reads (DATA_UPLOAD_MAX_MEMORY_SIZE).",
               "415": "The body is not JSON."}
 _POST = {"422": "The Idempotency-Key was first used with another request."}
 _LIST = {"400": "An invalid filter, ordering or page."}
 
 
 class FerryAutoSchema(AutoSchema):
+    def get_override_parameters(self):
+        parameters = super().get_override_parameters()
+        if self.method == "POST" and isinstance(self.view, IdempotentPostMixin):
+            parameters.append(OpenApiParameter(
+                HEADER, {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                OpenApiParameter.HEADER,
+                description="A retry with the same key and body replays the first answer "
+                            "and acts once."))
+        return parameters
+
     def _get_response_bodies(self, direction="response"):
         from importer.api.serializers import ProblemSerializer
 

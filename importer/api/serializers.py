@@ -81,7 +81,9 @@ class HostSerializer(serializers.ModelSerializer):
     os_type = serializers.ChoiceField(choices=HostOsType.choices, default=HostOsType.LINUX)
     initiators = serializers.ListField(child=serializers.CharField(max_length=255),
                                        required=False, default=list,
-                                       help_text="Initiator port names (IQN or WWN).")
+                                       help_text="Initiator ports: iSCSI names (iqn., eui., "
+                                                 "naa.) or Fibre Channel WWNs; stored in lower "
+                                                 "case, a WWN with colons.")
 
     class Meta:
         model = Host

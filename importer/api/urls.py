@@ -25,6 +25,7 @@ urlpatterns = [
     path("auth/logout-all/", views.TokenRevokeAllView.as_view(), name="token-revoke-all"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
-    # Last: any other /api/ path is a 404 problem, not an HTML page.
-    re_path(r"^.*$", problems.api_not_found),
+    # Last: any other /api/ path is a 404 problem, not an HTML page. [\s\S], not '.', so a
+    # path holding a newline matches too (and not a (?s) flag, which reverse() refuses).
+    re_path(r"^[\s\S]*$", problems.api_not_found),
 ]

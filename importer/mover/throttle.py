@@ -13,11 +13,6 @@ class TokenBucket:
         self.tokens = self.burst
         self.updated = clock()
 
-    def set_rate(self, rate: float) -> None:
-        self._refill()
-        self.rate = float(rate)
-        self.burst = rate / 4
-
     def delay_for(self, size: int) -> float:
         """Take ``size`` tokens; return how long to wait before the bytes may move on."""
         self._refill()

@@ -23,6 +23,7 @@ from importer.services import dispatch
 from importer.services.common import NAME_MAX, Actor
 from importer.services.transitions import record
 from importer.states import UNFINISHED, State
+from importer.validation import name_problem
 
 SCHEDULE_GRACE = timedelta(seconds=60)  # clock skew and latency, not a real past schedule
 MIN_THROTTLE = 1024 * 1024
@@ -62,6 +63,8 @@ def check_import_options(name, scheduled_timestamp, throttle) -> dict[str, list[
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = ["A name is required."]
+    elif problem := name_problem(name):
+        errors["name"] = [problem]
     elif len(name) > NAME_MAX - 40:
         errors["name"] = [f"A name has at most {NAME_MAX - 40} characters."]
     if scheduled_timestamp is not None:

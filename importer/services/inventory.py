@@ -24,6 +24,7 @@ from importer.models import (
 from importer.services import dispatch
 from importer.services.common import SYSTEM, Actor, audit_change, get_object
 from importer.states import UNFINISHED, State
+from importer.validation import check_initiators, name_problem
 
 DISCOVERY_TASK = "discover_remote_system_task"
 
@@ -35,6 +36,8 @@ def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = ["A name is required."]
+    elif problem := name_problem(name):
+        errors["name"] = [problem]
     elif RemoteSystem.objects.filter(name=name).exists():
         errors["name"] = [f"A remote system named {name} already exists."]
     try:
@@ -64,6 +67,8 @@ def save_remote_system(system_id: int | None, *, name: str, driver_settings: dic
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = ["A name is required."]
+    elif problem := name_problem(name):
+        errors["name"] = [problem]
     elif RemoteSystem.objects.filter(name=name).exclude(pk=system.pk).exists():
         errors["name"] = [f"A remote system named {name} already exists."]
     try:
@@ -182,11 +187,13 @@ def save_host(host_id: int | None, *, name: str, actor: Actor, os_type: str = "L
     actor.require(roles.MANAGE_HOSTS, "manage hosts")
     host = get_object(Host, host_id) if host_id is not None else Host()
     name = (name or "").strip()
-    # Order kept, repeats dropped: a port listed twice is still one port.
-    initiators = list(dict.fromkeys(str(i).strip() for i in initiators or () if str(i).strip()))
-    errors: dict[str, list[str]] = {}
+    # Normalised, order kept, repeats dropped: a port listed twice is still one port.
+    initiators, bad_initiators = check_initiators(initiators)
+    errors: dict[str, list[str]] = {"initiators": bad_initiators} if bad_initiators else {}
     if not name:
         errors["name"] = ["A name is required."]
+    elif problem := name_problem(name):
+        errors["name"] = [problem]
     elif Host.objects.filter(name=name).exclude(pk=host.pk).exists():
         errors["name"] = [f"A host named {name} already exists."]
     if os_type not in HostOsType.values:
