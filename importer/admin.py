@@ -29,7 +29,7 @@ from importer.validation import check_initiators, name_problem
 _PROGRESS_FIELDS = ("state", "progress_percentage", "copied_bytes", "total_bytes",
                     "average_transfer_rate", "current_transfer_rate",
                     "estimated_completion_timestamp", "admitted_timestamp", "pending_job",
-                    "job_sent_at", "lease_owner",
+                    "job_sent_at", "job_attempts", "lease_owner",
                     "lease_expires_at", "copy_seconds", "source_access_backup",
                     "error_code", "error_message", "error_arguments", "created",
                     "last_update_timestamp")

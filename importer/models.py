@@ -232,6 +232,7 @@ class ImportSession(models.Model):
     # when it was last sent to the broker (None: not yet). See importer.services.dispatch.
     pending_job = models.CharField(max_length=16, blank=True, db_index=True)
     job_sent_at = models.DateTimeField(null=True, blank=True)
+    job_attempts = models.PositiveSmallIntegerField(default=0)  # tries of the pending job
     # The lease: a worker runs the pending job only while it holds it (services.leases).
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)

@@ -23,13 +23,9 @@ def enable_destination_session_task(session_id):
     services.run_enable_destination(session_id)
 
 
-@shared_task(bind=True, max_retries=100, **_RELIABLE)
-def copy_session_task(self, session_id, handoff=None):
-    outcome = services.run_copy(session_id, handoff=handoff)
-    if outcome == "busy" and handoff is None:
-        # A resume can arrive before the paused slice has let go of the lease.
-        raise self.retry(countdown=0.5)
-    return outcome
+@shared_task(**_RELIABLE)
+def copy_session_task(session_id, handoff=None):
+    return services.run_copy(session_id, handoff=handoff)
 
 
 @shared_task(**_RELIABLE)

@@ -158,3 +158,91 @@ def test_a_discovery_whose_worker_died_is_reported_lost(source_root, operator_ac
     services.scheduler_tick()
     system.refresh_from_db()
     assert system.status == "Unreachable" and "run it again" in system.status_message
+
+
+def test_a_forced_end_keeps_the_source_out_of_new_imports_until_rediscovered(
+        source_root, operator_actor, admin_user, enqueued):
+    session = _session_whose_source_is_gone(source_root, operator_actor, enqueued)
+    services.perform_action(session.pk, "cleanup", actor=services.Actor(admin_user), force=True)
+    run_jobs(enqueued)
+    volume = session.source_volume
+    volume.refresh_from_db()
+    assert volume.importable_criteria == "Source_Volume_Offline"
+    assert "forced to end without restoring" in volume.importable_reason
+
+
+def test_a_job_that_keeps_failing_gives_up_with_the_error(source_root, operator_actor,
+                                                          enqueued, monkeypatch):
+    from importer.services import jobs
+
+    write_random(source_root / "array" / "db.img", MiB)
+    system = discovered_system(source_root / "array")
+    session = services.create_import(name="db", actor=operator_actor,
+                                     source_resource_id=system.source_volumes.get().pk)
+    run_jobs(enqueued)
+    services.perform_action(session.pk, "cancel", actor=operator_actor)
+    enqueued.clear()
+
+    def bug(volume):
+        raise RuntimeError("a bug, not the source")
+    monkeypatch.setattr(jobs, "_discard_destination", bug)
+    for attempt in range(jobs.JOB_ATTEMPTS):
+        session.refresh_from_db()
+        assert session.state == "Cancel_In_Progress", f"gave up after {attempt} attempts"
+        with pytest.raises(RuntimeError):
+            services.run_cancel(session.pk)
+    session.refresh_from_db()
+    assert session.state == "Cancel_Failed" and session.pending_job == ""
+    assert session.error_code == "job_failed" and "a bug, not the source" in session.error_message
+    assert session.allowed_actions == {"cancel"}  # the operator can try again
+
+
+def test_a_cancel_after_a_setup_that_died_removes_what_the_setup_made(source_root,
+                                                                      operator_actor, enqueued):
+    from importer.models import Volume
+    from importer.services import jobs
+
+    write_random(source_root / "array" / "db.img", MiB)
+    system = discovered_system(source_root / "array")
+    session = services.create_import(name="db", actor=operator_actor,
+                                     source_resource_id=system.source_volumes.get().pk)
+    services.scheduler_tick()
+    enqueued.clear()  # the setup job's worker dies after creating the destination:
+    jobs._create_destination(ImportSession.objects.get(pk=session.pk), MiB)
+    assert Volume.objects.count() == 1
+    services.perform_action(session.pk, "cancel", actor=operator_actor)
+    run_jobs(enqueued)
+    session.refresh_from_db()
+    assert session.state == "Cancelled"
+    assert not Volume.objects.exists()
+    assert not os.listdir(source_root.parent / "pool")
+
+
+def test_only_one_discovery_of_a_system_runs_at_a_time(source_root, operator_actor, enqueued,
+                                                       client, operator):
+    system = discovered_system(source_root)
+    services.request_discovery(system.pk, actor=operator_actor)
+    client.force_login(operator)
+    answer = client.post(f"/api/v1/remote-systems/{system.pk}/discover/")
+    assert answer.status_code == 409 and "already running" in answer.json()["detail"]
+    run_jobs(enqueued)
+    assert client.post(f"/api/v1/remote-systems/{system.pk}/discover/").status_code == 202
+
+
+def test_a_group_back_online_under_import_stays_in_progress(source_root, operator_actor,
+                                                           enqueued):
+    write_random(source_root / "array" / "cg" / "a.img", MiB)
+    link = source_root / "array" / "cg" / "b.img"
+    write_random(source_root / "array" / ".store" / "b.raw", MiB)
+    os.symlink(source_root / "array" / ".store" / "b.raw", link)
+    system = discovered_system(source_root / "array")
+    group = system.source_groups.get()
+    services.create_import(name="cg", source_resource_id=group.pk, actor=operator_actor)
+    os.rename(source_root / "array" / ".store" / "b.raw", source_root / "array" / ".b.raw")
+    services.discover_remote_system(system.pk, actor=services.SYSTEM)
+    group.refresh_from_db()
+    assert group.importable_criteria == "Source_Volume_Offline"
+    os.rename(source_root / "array" / ".b.raw", source_root / "array" / ".store" / "b.raw")
+    services.discover_remote_system(system.pk, actor=services.SYSTEM)
+    group.refresh_from_db()
+    assert group.importable_criteria == "In_Progress"

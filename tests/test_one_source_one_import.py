@@ -116,3 +116,16 @@ def test_a_fifo_never_blocks_discovery_and_is_not_a_volume(source_root):
         signal.signal(signal.SIGALRM, previous)
     assert sorted(system.source_volumes.values_list("identifier", flat=True)) == ["ok.img"]
     assert system.source_groups.get().importable_criteria == "Ready_For_Agentless_Import"
+
+
+def test_a_link_changed_after_discovery_is_judged_by_what_it_is_now(source_root,
+                                                                    operator_actor):
+    write_random(source_root / "array" / "ok.img", MiB)
+    write_random(source_root / "array" / "other.img", MiB)
+    os.symlink("other.img", source_root / "array" / "alias.img")
+    system = discovered_system(source_root / "array")
+    os.remove(source_root / "array" / "alias.img")
+    os.symlink("ok.img", source_root / "array" / "alias.img")  # no rediscovery since
+    _create(system.source_volumes.get(name="ok.img"), operator_actor, "first")
+    assert "already being imported by first" in _refused(
+        system.source_volumes.get(name="alias.img"), operator_actor, "second")

@@ -130,3 +130,15 @@ def test_a_job_lost_between_commit_and_broker_is_sent_by_the_next_tick(operator_
     assert ("cutover_session_task", session.pk) in enqueued
     session.refresh_from_db()
     assert session.job_sent_at is not None
+
+
+def test_every_job_is_sent_to_a_task_that_exists():
+    from config.celery import app
+    from importer import tasks  # noqa: F401 - registers the tasks
+    from importer.services import dispatch
+    from importer.states import Job
+
+    names = {*dispatch.JOB_TASKS.values(), dispatch.SCHEDULER_TICK,
+             "discover_remote_system_task"}
+    assert set(dispatch.JOB_TASKS) == set(Job)
+    assert {f"importer.tasks.{name}" for name in names} <= set(app.tasks)

@@ -36,12 +36,12 @@ def crash(live_worker, tmp_path, worker_settings):
             live_worker.start_worker()
 
         def kill_at(self, point: str) -> float:
+            """Kill the worker at ``point``; return when a new worker was ready."""
             wait_for(lambda: (markers / point).exists(), 60, what=f"the worker at {point}")
             live_worker.kill_worker()
-            killed = time.monotonic()
             live_worker.env.pop("FERRY_FAILPOINTS")
             live_worker.start_worker()
-            return killed
+            return time.monotonic()
 
     return Crash()
 
@@ -73,13 +73,14 @@ def _assert_no_slot_held():
     assert not holding.exists(), f"slots still held by {list(holding)}"
 
 
-def _assert_recovered_in_time(killed: float, session, state: str, lease: float):
+def _assert_recovered_in_time(ready: float, session, state: str, lease: float):
     wait_for_state(session, state, 60)
-    took = time.monotonic() - killed
-    print(f"{session.name} reached {state} {took:.1f} s after the kill (lease {lease} s)")
-    # Restarting the worker takes a few seconds; the job itself is sent again within two
-    # lease periods of the kill.
-    assert took < 2 * lease + 15, f"recovery took {took:.1f} s"
+    took = time.monotonic() - ready
+    print(f"{session.name} reached {state} {took:.1f} s after a new worker was ready "
+          f"(lease {lease} s)")
+    # The dead worker's lease lapses within one lease period of the kill; the next tick
+    # (1 s here) sends the job again, and the job itself takes well under a second.
+    assert took < 2 * lease, f"recovery took {took:.1f} s"
     assert session.pending_job == "" and session.lease_owner == ""
 
 
@@ -87,8 +88,8 @@ def test_kill_9_during_setup(source_root, live_worker, crash, operator_actor, se
     crash.arm("setup.destination_created")
     source, volume = _source(source_root)
     session = _create(volume, operator_actor)
-    killed = crash.kill_at("setup.destination_created")
-    _assert_recovered_in_time(killed, session, "Mirror_Enabled", settings.FERRY_LEASE_SECONDS)
+    ready = crash.kill_at("setup.destination_created")
+    _assert_recovered_in_time(ready, session, "Mirror_Enabled", settings.FERRY_LEASE_SECONDS)
     destination = session.destination_volume.location
     assert os.path.getsize(destination) == SIZE
     assert len(os.listdir(os.path.dirname(destination))) == 1, "a second destination"
@@ -102,11 +103,11 @@ def test_kill_9_during_enable(source_root, live_worker, crash, operator_actor, s
     wait_for_state(session, "Mirror_Enabled")
     crash.arm("enable.destination_writable")
     services.perform_action(session.pk, "enable_destination_volume", actor=operator_actor)
-    killed = crash.kill_at("enable.destination_writable")
+    ready = crash.kill_at("enable.destination_writable")
     wait_for(lambda: not ImportSession.objects.filter(pk=session.pk).exclude(
-        pending_job="").exists(), 2 * settings.FERRY_LEASE_SECONDS + 15,
+        pending_job="").exists(), 2 * settings.FERRY_LEASE_SECONDS,
         what="the enable job to finish after the crash")
-    print(f"enable finished {time.monotonic() - killed:.1f} s after the kill")
+    print(f"enable finished {time.monotonic() - ready:.1f} s after a new worker was ready")
     session.refresh_from_db()
     assert not os.stat(source).st_mode & 0o222, "the source's host access was not revoked"
     assert session.source_access_backup == {"mode": mode}
@@ -123,8 +124,8 @@ def test_kill_9_during_cutover(source_root, live_worker, crash, operator_actor, 
     session = _copied(_create(volume, operator_actor), operator_actor)
     crash.arm("cutover.verified")
     services.perform_action(session.pk, "cutover", actor=operator_actor)
-    killed = crash.kill_at("cutover.verified")
-    _assert_recovered_in_time(killed, session, "Import_Completed",
+    ready = crash.kill_at("cutover.verified")
+    _assert_recovered_in_time(ready, session, "Import_Completed",
                               settings.FERRY_LEASE_SECONDS)
     assert sha256_of(session.destination_volume.location) == sha256_of(source)
     assert session.events.filter(action="cutover_succeeded").count() == 1
@@ -139,8 +140,9 @@ def test_kill_9_during_cancel(source_root, live_worker, crash, operator_actor, s
     location = session.destination_volume.location
     crash.arm("cancel.destination_removed")
     services.perform_action(session.pk, "cancel", actor=operator_actor)
-    killed = crash.kill_at("cancel.destination_removed")
-    _assert_recovered_in_time(killed, session, "Cancelled", settings.FERRY_LEASE_SECONDS)
+    ready = crash.kill_at("cancel.destination_removed")
+    _assert_recovered_in_time(ready, session, "Cancelled", settings.FERRY_LEASE_SECONDS)
+    assert session.events.filter(action="cancel_succeeded").count() == 1
     assert not os.path.exists(location)
     assert stat.S_IMODE(os.stat(source).st_mode) == mode, "the source stayed read-only"
     assert sha256_of(source) == checksum
@@ -161,7 +163,7 @@ def test_kill_9_during_cleanup(source_root, live_worker, crash, operator_actor, 
     assert not os.stat(source).st_mode & 0o222
     crash.arm("cleanup.started")
     services.perform_action(session.pk, "cleanup", actor=operator_actor)
-    killed = crash.kill_at("cleanup.started")
-    _assert_recovered_in_time(killed, session, "Cancelled", settings.FERRY_LEASE_SECONDS)
+    ready = crash.kill_at("cleanup.started")
+    _assert_recovered_in_time(ready, session, "Cancelled", settings.FERRY_LEASE_SECONDS)
     assert stat.S_IMODE(os.stat(source).st_mode) == mode
     _assert_no_slot_held()

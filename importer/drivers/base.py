@@ -50,6 +50,10 @@ class SourceDriver(ABC):
     @abstractmethod
     def size(self, identifier: str) -> int: ...
 
+    def physical_id(self, identifier: str) -> str:
+        """What the volume is now (see DiscoveredVolume.physical_id); "" if unknown."""
+        return ""
+
     @abstractmethod
     def host_access(self, identifier: str) -> dict:
         """The source's host access now: what restore_host_access puts back."""

@@ -139,6 +139,13 @@ class DirectoryDriver(SourceDriver):
             raise SourceError("source_read_error", f"Cannot open source volume {identifier}: "
                               f"{error.strerror}.", identifier=identifier) from error
 
+    def physical_id(self, identifier: str) -> str:
+        try:
+            return _physical_id(os.stat(self._path(identifier)))
+        except OSError as error:
+            raise SourceError("source_volume_missing", f"Source volume {identifier} cannot "
+                              f"be found: {error.strerror}.", identifier=identifier) from error
+
     def size(self, identifier: str) -> int:
         try:
             return os.stat(self._path(identifier)).st_size

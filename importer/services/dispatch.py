@@ -45,7 +45,7 @@ def send(task_name: str, *args, **options) -> bool:
 
 def pending(job: Job | None) -> dict:
     """The outbox fields of a state change: the job it hands to the workers, not yet sent."""
-    return {"pending_job": job or "", "job_sent_at": None}
+    return {"pending_job": job or "", "job_sent_at": None, "job_attempts": 0}
 
 
 def send_job_on_commit(session_id: int, job: Job) -> None:
@@ -56,8 +56,9 @@ def tick_on_commit() -> None:
     transaction.on_commit(partial(send, SCHEDULER_TICK))
 
 
-def send_job(session_id: int, job: Job) -> None:
-    if send(JOB_TASKS[Job(job)], session_id):
+def send_job(session_id: int, job: Job, *args) -> None:
+    """Send a session's job (with ``args``: a copy slice's hand-off) and note when."""
+    if send(JOB_TASKS[Job(job)], session_id, *args):
         ImportSession.objects.filter(pk=session_id, pending_job=job).update(
             job_sent_at=timezone.now())
 

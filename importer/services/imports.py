@@ -10,7 +10,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from importer import roles
-from importer.errors import ValidationError
+from importer.drivers import get_driver
+from importer.errors import SourceError, ValidationError
 from importer.models import (
     DestinationType,
     Host,
@@ -129,6 +130,7 @@ def _importable_volumes(source, errors) -> list[SourceVolume]:
 def _already_importing(source, volumes) -> list[str]:
     """One physical volume, one unfinished import: by this name, or by another name of the
     same volume (a symlink, a hard link, a second remote system on the same folder)."""
+    _refresh_physical_ids(source.remote_system, volumes)
     physical_ids = sorted({v.physical_id for v in volumes if v.physical_id})
     _serialise_imports_of(physical_ids)
     uses = Q(source_volume__in=volumes) | Q(source_volume__physical_id__in=physical_ids)
@@ -143,6 +145,23 @@ def _already_importing(source, volumes) -> list[str]:
             f", the same volume as {volume.remote_system.name}:{volume.identifier}")
         problems.append(f"{volume.name} is already being imported by {session.name}{same}")
     return problems
+
+
+def _refresh_physical_ids(system, volumes) -> None:
+    """Ask the driver what each volume is now: a link changed since the last discovery,
+    or a volume discovered before Ferry knew physical ids, is judged by what it is."""
+    try:
+        driver = get_driver(system)
+    except SourceError:
+        return  # the system is unreachable: setup will say so
+    for volume in volumes:
+        try:
+            current = driver.physical_id(volume.identifier)
+        except SourceError:
+            continue
+        if current and current != volume.physical_id:
+            volume.physical_id = current
+            SourceVolume.objects.filter(pk=volume.pk).update(physical_id=current)
 
 
 def _serialise_imports_of(physical_ids: list[str]) -> None:

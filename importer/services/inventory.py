@@ -108,16 +108,28 @@ def request_discovery(system_id: int, *, actor: Actor) -> RemoteSystem:
     actor.require(roles.OPERATE, "run discovery")
     system = get_object(RemoteSystem, system_id)
     with transaction.atomic():
-        RemoteSystem.objects.filter(pk=system.pk).update(
+        started = RemoteSystem.objects.filter(pk=system.pk).exclude(
+            status=SystemStatus.DISCOVERING).update(
             status=SystemStatus.DISCOVERING, status_message="",
             discovery_requested_at=timezone.now())
+        if not started:  # one discovery at a time: two would race on the same volumes
+            raise InUse(f"A discovery of {system.name} is already running.",
+                        remote_system=system.name)
         audit_change("discover_requested", actor, f"remote system {system.name}")
-        # The limits travel with the message, so the setting that asked is the one obeyed.
-        seconds = settings.FERRY_DISCOVERY_SECONDS
-        transaction.on_commit(partial(dispatch.send, DISCOVERY_TASK, system.pk,
-                                      soft_time_limit=seconds, time_limit=seconds + 30))
+        transaction.on_commit(partial(_send_discovery, system.pk))
     system.refresh_from_db()
     return system
+
+
+def _send_discovery(system_id: int) -> None:
+    # The limits travel with the message, so the setting that asked is the one obeyed.
+    seconds = settings.FERRY_DISCOVERY_SECONDS
+    if not dispatch.send(DISCOVERY_TASK, system_id, soft_time_limit=seconds,
+                         time_limit=seconds + 30):
+        RemoteSystem.objects.filter(pk=system_id, status=SystemStatus.DISCOVERING).update(
+            status=SystemStatus.UNKNOWN,
+            status_message="Discovery could not be queued: the broker is unreachable. "
+                           "Try again once it is back.")
 
 
 def run_discovery(system_id: int) -> None:
@@ -247,10 +259,11 @@ def _upsert_volume(system, discovered, groups, now) -> SourceVolume:
     return volume
 
 
-def _criteria_after_online(volume: SourceVolume) -> str:
-    if volume.pk and volume.import_sessions.filter(state__in=UNFINISHED).exists():
+def _criteria_after_online(source: SourceVolume | SourceGroup) -> str:
+    """What a volume or group that is back online may do: its imports decide."""
+    if source.pk and source.import_sessions.filter(state__in=UNFINISHED).exists():
         return ImportableCriteria.IN_PROGRESS
-    if volume.pk and volume.import_sessions.filter(state=State.IMPORT_COMPLETED).exists():
+    if source.pk and source.import_sessions.filter(state=State.IMPORT_COMPLETED).exists():
         return ImportableCriteria.IMPORTED
     return ImportableCriteria.READY
 
@@ -270,7 +283,7 @@ def _summarise_group(group: SourceGroup) -> None:
         group.importable_criteria = ImportableCriteria.OFFLINE
         group.importable_reason = f"Offline member(s): {', '.join(offline)}."[:500]
     elif group.importable_criteria == ImportableCriteria.OFFLINE:
-        group.importable_criteria, group.importable_reason = ImportableCriteria.READY, ""
+        group.importable_criteria, group.importable_reason = _criteria_after_online(group), ""
     group.save(update_fields=["size", "importable_criteria", "importable_reason"])
 
 

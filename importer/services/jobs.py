@@ -7,8 +7,8 @@ scheduler and finishes what was half done (see README, Operations).
 
 from __future__ import annotations
 
+import functools
 import logging
-from contextlib import contextmanager
 
 from importer import copying, failpoints, pool
 from importer.drivers import get_driver
@@ -23,18 +23,53 @@ log = logging.getLogger(__name__)
 _IO_ERRORS = (SourceError, pool.PoolError)
 
 
-@contextmanager
-def _lease(session_id: int, job: Job):
-    """Hold the session's lease for ``job``, or yield None: the job is not pending any
-    more (done, or the session moved on), or another live worker holds it."""
-    lease_id = leases.new_lease_id()
-    if not leases.acquire(session_id, job, lease_id, wait=leases.wait_for_release()):
-        yield None
-        return
-    try:
-        yield lease_id
-    finally:
-        leases.release(session_id, lease_id)
+# Where a job that keeps failing (an error that is not the source's or the pool's, such as
+# a bug) leaves its session after JOB_ATTEMPTS tries, instead of being sent again forever.
+JOB_ATTEMPTS = 5
+_GIVING_UP = {
+    Job.SETUP: (State.QUEUED, Event.SETUP_FAILED),
+    Job.ENABLE: (State.READY_TO_START_COPY, Event.IO_FAILED),
+    Job.CUTOVER: (State.CUTOVER_IN_PROGRESS, Event.CUTOVER_RETRYABLE),
+    Job.CANCEL: (State.CANCEL_IN_PROGRESS, Event.CANCEL_FAILED),
+    Job.CLEANUP: (State.CLEANUP_IN_PROGRESS, Event.CLEANUP_FAILED),
+}
+# A resumed copy waits this long for the slice that was paused to let go of the lease.
+RESUME_WAIT_SECONDS = 2.0
+
+
+def leased(job: Job):
+    """Run the operation only while this worker holds the session's lease for ``job`` (a
+    heartbeat renews it), with the session loaded; do nothing if the job is not pending
+    any more or a live worker holds it."""
+
+    def decorate(operation):
+        @functools.wraps(operation)
+        def run(session_id: int) -> None:
+            lease_id = leases.new_lease_id()
+            if not leases.acquire(session_id, job, lease_id, wait=leases.wait_for_release()):
+                return
+            try:
+                with leases.Heartbeat(session_id, lease_id):
+                    operation(_load(session_id), lease_id)
+            except Exception as error:
+                _give_up_if_it_keeps_failing(session_id, job, error)
+                raise
+            finally:
+                leases.release(session_id, lease_id)
+        return run
+    return decorate
+
+
+def _give_up_if_it_keeps_failing(session_id: int, job: Job, error: Exception) -> None:
+    attempts = ImportSession.objects.filter(pk=session_id).values_list(
+        "job_attempts", flat=True).first() or 0
+    if attempts < JOB_ATTEMPTS:
+        return  # the scheduler sends it again once the lease is free
+    expected, event = _GIVING_UP[job]
+    failure = FerryError(f"The {job} job failed {attempts} times: {error}", job=str(job),
+                         attempts=attempts, cause=str(error))
+    failure.code = "job_failed"
+    advance(session_id, event, expected=expected, error=failure)
 
 
 def _load(session_id: int) -> ImportSession:
@@ -45,29 +80,30 @@ def _load(session_id: int) -> ImportSession:
 
 # --- Setup ---------------------------------------------------------------------------------
 
-def run_setup(session_id: int) -> None:
+@leased(Job.SETUP)
+def run_setup(session: ImportSession, lease_id: str) -> None:
     """Queued → Mirror_Enabled: create the destination with the source's size, map hosts."""
-    with _lease(session_id, Job.SETUP) as lease_id:
-        if lease_id is None:
-            return
-        session = _load(session_id)
-        try:
-            size = get_driver(session.remote_system).size(session.source_volume.identifier)
-            volume = _create_destination(session, size)
-        except _IO_ERRORS as error:
-            advance(session_id, Event.SETUP_FAILED, expected=State.QUEUED, error=error)
-            return
-        failpoints.reached("setup.destination_created")
-        moved = advance(session_id, Event.SETUP_SUCCEEDED, expected=State.QUEUED,
-                        changes={"destination_volume": volume, "total_bytes": size},
-                        details={"destination": volume.location, "size": size})
-        if moved is None:  # cancelled while we were creating it: leave nothing behind
-            _discard_destination(volume)
+    try:
+        size = get_driver(session.remote_system).size(session.source_volume.identifier)
+        volume = _create_destination(session, size)
+    except _IO_ERRORS as error:
+        advance(session.pk, Event.SETUP_FAILED, expected=State.QUEUED, error=error)
+        return
+    failpoints.reached("setup.destination_created")
+    moved = advance(session.pk, Event.SETUP_SUCCEEDED, expected=State.QUEUED,
+                    changes={"destination_volume": volume, "total_bytes": size},
+                    details={"destination": volume.location, "size": size})
+    if moved is None and not ImportSession.objects.filter(destination_volume=volume).exists():
+        _discard_destination(volume)  # cancelled while we were creating it: leave nothing
+
+
+def destination_name(session: ImportSession) -> str:
+    return f"import-{session.pk}-{session.source_volume.name}"[:NAME_MAX]
 
 
 def _create_destination(session: ImportSession, size: int) -> Volume:
     """Idempotent: a setup run again finds the file, the volume and the mappings it made."""
-    name = f"import-{session.pk}-{session.source_volume.name}"[:NAME_MAX]
+    name = destination_name(session)
     location = pool.create_volume_file(name, size)
     volume, _ = Volume.objects.update_or_create(
         name=name, defaults={"size": size, "location": str(location), "is_read_only": True,
@@ -93,18 +129,15 @@ def _destination_group(session: ImportSession) -> VolumeGroup | None:
 
 # --- Enable and copy -----------------------------------------------------------------------
 
-def run_enable_destination(session_id: int) -> None:
+@leased(Job.ENABLE)
+def run_enable_destination(session: ImportSession, lease_id: str) -> None:
     """Make the destination writable and revoke the source's host access."""
-    with _lease(session_id, Job.ENABLE) as lease_id:
-        if lease_id is None:
-            return
-        session = _load(session_id)
-        try:
-            ensure_destination_enabled(session)
-        except _IO_ERRORS as error:
-            advance(session_id, Event.IO_FAILED, expected=session.state, error=error)
-            return
-        leases.finish(session_id, Job.ENABLE, lease_id)
+    try:
+        ensure_destination_enabled(session)
+    except _IO_ERRORS as error:
+        advance(session.pk, Event.IO_FAILED, expected=session.state, error=error)
+        return
+    leases.finish(session.pk, Job.ENABLE, lease_id)
 
 
 def ensure_destination_enabled(session: ImportSession) -> None:
@@ -136,7 +169,10 @@ def run_copy(session_id: int, *, handoff: str | None = None) -> str:
     lease), "not_copying", or why the copy stopped ("Paused", "Cancel_In_Progress"...).
     """
     lease_id = leases.new_lease_id()
-    if not leases.acquire(session_id, Job.COPY, lease_id, handoff=handoff):
+    # A duplicate (a redelivery, a send again) finds a live lease and exits at once; only a
+    # resume waits briefly for the paused slice to let go.
+    wait = 0.0 if handoff else RESUME_WAIT_SECONDS
+    if not leases.acquire(session_id, Job.COPY, lease_id, handoff=handoff, wait=wait):
         if handoff:  # stopped during the hand-off: let go of what we were given
             leases.release(session_id, handoff)
         copying_now = ImportSession.objects.filter(pk=session_id, pending_job=Job.COPY)
@@ -157,90 +193,82 @@ def run_copy(session_id: int, *, handoff: str | None = None) -> str:
                 changes={"progress_percentage": 100, "current_transfer_rate": 0,
                          "estimated_completion_timestamp": None})
     elif outcome == "slice_done":
-        dispatch.send(dispatch.JOB_TASKS[Job.COPY], session_id, lease_id)
+        dispatch.send_job(session_id, Job.COPY, lease_id)
     return outcome
 
 
 # --- Cutover, cancel, cleanup --------------------------------------------------------------
 
-def run_cutover(session_id: int) -> None:
+@leased(Job.CUTOVER)
+def run_cutover(session: ImportSession, lease_id: str) -> None:
     """Commit: the destination becomes the volume of record, and the source is released."""
-    with _lease(session_id, Job.CUTOVER) as lease_id:
-        if lease_id is None:
-            return
-        session = _load(session_id)
-        try:
-            copying.verify_destination(session, keep_alive=leases.KeepAlive(session_id,
-                                                                             lease_id))
-        except copying.VerificationFailed as error:
-            advance(session_id, Event.IO_FAILED, expected=State.CUTOVER_IN_PROGRESS,
-                    error=error)
-            return
-        except (*_IO_ERRORS, OSError) as error:
-            advance(session_id, Event.CUTOVER_RETRYABLE, expected=State.CUTOVER_IN_PROGRESS,
-                    error=_as_ferry_error(error, "cutover_failed", session))
-            return
-        failpoints.reached("cutover.verified")
-        advance(session_id, Event.CUTOVER_SUCCEEDED, expected=State.CUTOVER_IN_PROGRESS,
-                details={"volume_of_record": session.destination_volume.location})
+    try:
+        copying.verify_destination(session)
+    except copying.VerificationFailed as error:
+        advance(session.pk, Event.IO_FAILED, expected=State.CUTOVER_IN_PROGRESS, error=error)
+        return
+    except (*_IO_ERRORS, OSError) as error:
+        advance(session.pk, Event.CUTOVER_RETRYABLE, expected=State.CUTOVER_IN_PROGRESS,
+                error=_as_ferry_error(error, "cutover_failed", session))
+        return
+    failpoints.reached("cutover.verified")
+    advance(session.pk, Event.CUTOVER_SUCCEEDED, expected=State.CUTOVER_IN_PROGRESS,
+            details={"volume_of_record": session.destination_volume.location})
 
 
-def run_cancel(session_id: int) -> None:
+@leased(Job.CANCEL)
+def run_cancel(session: ImportSession, lease_id: str) -> None:
     """Roll back: remove the destination, then give the source its host access back.
 
     The lease is taken only once a running copy has let go of it, so nothing is removed
     under a copier. A forced cancel goes on past what fails, and records what it skipped.
     """
-    with _lease(session_id, Job.CANCEL) as lease_id:
-        if lease_id is None:
-            return
-        session = _load(session_id)
-        skipped = []
-        if session.destination_volume is not None:
+    skipped = []
+    # A setup that died before it recorded its destination left it under its known name.
+    volume = (session.destination_volume
+              or Volume.objects.filter(name=destination_name(session)).first())
+    if volume is not None:
+        try:
+            _discard_destination(volume)
+        except pool.PoolError as error:
+            if not session.force_cancel:
+                advance(session.pk, Event.CANCEL_FAILED, expected=State.CANCEL_IN_PROGRESS,
+                        error=error)
+                return
+            skipped.append(f"remove the destination ({error.message})")
+    failpoints.reached("cancel.destination_removed")
+    if session.source_access_backup is not None:
+        if session.force_cancel:
+            skipped.append("restore the source's host access")
+        else:
             try:
-                _discard_destination(session.destination_volume)
-            except pool.PoolError as error:
-                if not session.force_cancel:
-                    advance(session_id, Event.CANCEL_FAILED,
-                            expected=State.CANCEL_IN_PROGRESS, error=error)
-                    return
-                skipped.append(f"remove the destination ({error.message})")
-        failpoints.reached("cancel.destination_removed")
-        if session.source_access_backup is not None:
-            if session.force_cancel:
-                skipped.append("restore the source's host access")
-            else:
-                try:
-                    _restore_source(session)
-                except SourceError as error:
-                    advance(session_id, Event.SOURCE_RESTORE_FAILED,
-                            expected=State.CANCEL_IN_PROGRESS, error=error)
-                    return
-        advance(session_id, Event.CANCEL_SUCCEEDED, expected=State.CANCEL_IN_PROGRESS,
-                details={"forced": session.force_cancel, "skipped": skipped,
-                         "source_restored": session.source_access_backup is not None
-                         and not session.force_cancel})
+                _restore_source(session)
+            except SourceError as error:
+                advance(session.pk, Event.SOURCE_RESTORE_FAILED,
+                        expected=State.CANCEL_IN_PROGRESS, error=error)
+                return
+    advance(session.pk, Event.CANCEL_SUCCEEDED, expected=State.CANCEL_IN_PROGRESS,
+            details={"forced": session.force_cancel, "skipped": skipped,
+                     "source_restored": session.source_access_backup is not None
+                     and not session.force_cancel})
 
 
-def run_cleanup(session_id: int) -> None:
+@leased(Job.CLEANUP)
+def run_cleanup(session: ImportSession, lease_id: str) -> None:
     """Retry giving the source its host access back after a rollback could not; a forced
     cleanup gives up on it, records that, and ends the session."""
-    with _lease(session_id, Job.CLEANUP) as lease_id:
-        if lease_id is None:
-            return
-        session = _load(session_id)
-        failpoints.reached("cleanup.started")
-        if session.force_cancel:
-            _give_up_on_source(session)
-            return
-        try:
-            if session.source_access_backup is not None:
-                _restore_source(session)
-        except SourceError as error:
-            advance(session_id, Event.CLEANUP_FAILED, expected=State.CLEANUP_IN_PROGRESS,
-                    error=error)
-            return
-        advance(session_id, Event.CLEANUP_SUCCEEDED, expected=State.CLEANUP_IN_PROGRESS)
+    failpoints.reached("cleanup.started")
+    if session.force_cancel:
+        _give_up_on_source(session)
+        return
+    try:
+        if session.source_access_backup is not None:
+            _restore_source(session)
+    except SourceError as error:
+        advance(session.pk, Event.CLEANUP_FAILED, expected=State.CLEANUP_IN_PROGRESS,
+                error=error)
+        return
+    advance(session.pk, Event.CLEANUP_SUCCEEDED, expected=State.CLEANUP_IN_PROGRESS)
 
 
 def _give_up_on_source(session: ImportSession) -> None:

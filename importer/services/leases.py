@@ -4,19 +4,23 @@ again by the scheduler) once its lease has expired."""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import connection
+from django.db.models import F, Q
 from django.utils import timezone
 
 from importer.models import ImportSession
 from importer.states import Job
 
 POLL_SECONDS = 0.2
+log = logging.getLogger(__name__)
 
 
 def new_lease_id() -> str:
@@ -40,7 +44,8 @@ def acquire(session_id: int, job: Job, lease_id: str, *, handoff: str | None = N
         if handoff:
             claimable |= Q(lease_owner=handoff)
         taken = ImportSession.objects.filter(claimable, pk=session_id, pending_job=job).update(
-            lease_owner=lease_id, lease_expires_at=now + period())
+            lease_owner=lease_id, lease_expires_at=now + period(),
+            job_attempts=F("job_attempts") + 1)
         if taken:
             return True
         still_pending = ImportSession.objects.filter(pk=session_id, pending_job=job).exists()
@@ -73,14 +78,29 @@ def finish(session_id: int, job: Job, lease_id: str) -> None:
         pending_job="", job_sent_at=None)
 
 
-class KeepAlive:
-    """Renews a lease from a long operation's loop (a verify), at most every third of it."""
+class Heartbeat:
+    """Renews a lease from a thread while a job runs, so a slow job (a slow source, a long
+    verify) is never taken for a dead one. A killed worker's heartbeat dies with it."""
 
     def __init__(self, session_id: int, lease_id: str):
-        self.session_id, self.lease_id = session_id, lease_id
-        self.last = time.monotonic()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(session_id, lease_id),
+                                        name=f"lease-{session_id}", daemon=True)
 
-    def __call__(self) -> None:
-        if time.monotonic() - self.last >= settings.FERRY_LEASE_SECONDS / 3:
-            renew(self.session_id, self.lease_id)
-            self.last = time.monotonic()
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exception) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _beat(self, session_id: int, lease_id: str) -> None:
+        try:
+            while not self._stopped.wait(settings.FERRY_LEASE_SECONDS / 3):
+                try:
+                    renew(session_id, lease_id)
+                except Exception:  # the database is away: the lease may lapse, nothing worse
+                    log.warning("Could not renew the lease of session %s", session_id)
+        finally:
+            connection.close()  # this thread's own connection

@@ -74,6 +74,14 @@ def _after_entering(session: ImportSession, target: State) -> None:
         dispatch.tick_on_commit()  # a slot is free: the queue may move
     if target == State.IMPORT_COMPLETED:
         set_criteria([session.source_volume_id], None, ImportableCriteria.IMPORTED)
+    elif target == State.CANCELLED and session.force_cancel:
+        # The source's host access was not restored: not importable again until it is
+        # fixed and rediscovered (a new import would save the revoked access as its own).
+        SourceVolume.objects.filter(pk=session.source_volume_id).update(
+            importable_criteria=ImportableCriteria.OFFLINE,
+            importable_reason=f"{session.name} was forced to end without restoring this "
+                              "volume's host access; fix it on the source, then run "
+                              "discovery."[:500])
     elif target == State.CANCELLED:
         set_criteria([session.source_volume_id], None, ImportableCriteria.READY)
 
