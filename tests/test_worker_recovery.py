@@ -79,8 +79,9 @@ def _assert_recovered_in_time(ready: float, session, state: str, lease: float):
     print(f"{session.name} reached {state} {took:.1f} s after a new worker was ready "
           f"(lease {lease} s)")
     # The dead worker's lease lapses within one lease period of the kill; the next tick
-    # (1 s here) sends the job again, and the job itself takes well under a second.
-    assert took < 2 * lease, f"recovery took {took:.1f} s"
+    # (1 s here) sends the job again, the filesystem broker delivers it within a second's
+    # poll, and the job itself takes well under a second.
+    assert took < 2 * lease + 2, f"recovery took {took:.1f} s"
     assert session.pending_job == "" and session.lease_owner == ""
 
 
@@ -105,7 +106,7 @@ def test_kill_9_during_enable(source_root, live_worker, crash, operator_actor, s
     services.perform_action(session.pk, "enable_destination_volume", actor=operator_actor)
     ready = crash.kill_at("enable.destination_writable")
     wait_for(lambda: not ImportSession.objects.filter(pk=session.pk).exclude(
-        pending_job="").exists(), 2 * settings.FERRY_LEASE_SECONDS,
+        pending_job="").exists(), 2 * settings.FERRY_LEASE_SECONDS + 2,
         what="the enable job to finish after the crash")
     print(f"enable finished {time.monotonic() - ready:.1f} s after a new worker was ready")
     session.refresh_from_db()
