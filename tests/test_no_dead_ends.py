@@ -246,3 +246,22 @@ def test_a_group_back_online_under_import_stays_in_progress(source_root, operato
     services.discover_remote_system(system.pk, actor=services.SYSTEM)
     group.refresh_from_db()
     assert group.importable_criteria == "In_Progress"
+
+
+def test_a_duplicate_setup_that_lost_the_race_keeps_the_winners_destination(
+        source_root, operator_actor, enqueued):
+    from importer.services import jobs
+
+    write_random(source_root / "array" / "db.img", MiB)
+    system = discovered_system(source_root / "array")
+    session = services.create_import(name="db", actor=operator_actor,
+                                     source_resource_id=system.source_volumes.get().pk)
+    services.scheduler_tick()
+    stale = ImportSession.objects.select_related("remote_system", "source_volume").get(
+        pk=session.pk)  # what a second, slower setup of the same session loaded
+    run_jobs(enqueued)  # the first setup wins
+    session.refresh_from_db()
+    assert session.state == "Mirror_Enabled"
+    jobs.run_setup.__wrapped__(stale, "slow-duplicate")  # finds the session moved on
+    session.refresh_from_db()
+    assert os.path.exists(session.destination_volume.location)

@@ -168,3 +168,24 @@ def test_kill_9_during_cleanup(source_root, live_worker, crash, operator_actor, 
     _assert_recovered_in_time(ready, session, "Cancelled", settings.FERRY_LEASE_SECONDS)
     assert stat.S_IMODE(os.stat(source).st_mode) == mode
     _assert_no_slot_held()
+
+
+def test_kill_9_during_a_consistency_groups_cutover(source_root, live_worker, crash,
+                                                    operator_actor, settings):
+    sources = [write_random(source_root / "array" / "cg" / f"{name}.img", SIZE // 2)
+               for name in ("data", "redo")]
+    system = discovered_system(source_root / "array")
+    group = services.create_import(name="cg", source_resource_id=system.source_groups.get().pk,
+                                   actor=operator_actor)
+    group = _copied(group, operator_actor)
+    crash.arm("cutover.verified")
+    services.perform_action(group.pk, "cutover", actor=operator_actor)
+    ready = crash.kill_at("cutover.verified")
+    wait_for_state(group, "Import_Completed", 2 * settings.FERRY_LEASE_SECONDS + 10)
+    print(f"cg reached Import_Completed {time.monotonic() - ready:.1f} s after a new worker "
+          "was ready")
+    for member in group.members.all():
+        source = next(s for s in sources if member.name.endswith(s.name))
+        assert sha256_of(member.destination_volume.location) == sha256_of(source)
+        assert member.events.filter(action="cutover_succeeded").count() == 1
+    _assert_no_slot_held()
