@@ -33,18 +33,8 @@ def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
                          driver_type: str = "directory", description: str = "") -> RemoteSystem:
     actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
     name = (name or "").strip()
-    errors: dict[str, list[str]] = {}
-    if not name:
-        errors["name"] = ["A name is required."]
-    elif problem := name_problem(name):
-        errors["name"] = [problem]
-    elif RemoteSystem.objects.filter(name=name).exists():
-        errors["name"] = [f"A remote system named {name} already exists."]
-    try:
-        driver_settings = driver_class(driver_type).validate_settings(
-            driver_settings, settings.FERRY_SOURCE_ROOTS)
-    except SourceError as error:
-        errors["driver_settings"] = [error.message]
+    errors = _name_errors(name, RemoteSystem.objects.all(), "remote system")
+    driver_settings = _valid_settings(driver_type, driver_settings, errors)
     if errors:
         raise ValidationError(errors)
     system = RemoteSystem.objects.create(name=name, driver_type=driver_type,
@@ -64,18 +54,8 @@ def save_remote_system(system_id: int | None, *, name: str, driver_settings: dic
     actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
     system = get_object(RemoteSystem, system_id)
     name = (name or "").strip()
-    errors: dict[str, list[str]] = {}
-    if not name:
-        errors["name"] = ["A name is required."]
-    elif problem := name_problem(name):
-        errors["name"] = [problem]
-    elif RemoteSystem.objects.filter(name=name).exclude(pk=system.pk).exists():
-        errors["name"] = [f"A remote system named {name} already exists."]
-    try:
-        driver_settings = driver_class(system.driver_type).validate_settings(
-            driver_settings, settings.FERRY_SOURCE_ROOTS)
-    except SourceError as error:
-        errors["driver_settings"] = [error.message]
+    errors = _name_errors(name, RemoteSystem.objects.exclude(pk=system.pk), "remote system")
+    driver_settings = _valid_settings(system.driver_type, driver_settings, errors)
     moved = driver_settings.get("path") != system.driver_settings.get("path")
     if moved and system.import_sessions.filter(state__in=UNFINISHED).exists():
         errors.setdefault("driver_settings", []).append(
@@ -87,6 +67,27 @@ def save_remote_system(system_id: int | None, *, name: str, driver_settings: dic
     audit_change("change_remote_system", actor, f"remote system {name}",
                   {"driver_settings": driver_settings})
     return system
+
+
+def _name_errors(name: str, others, what: str) -> dict[str, list[str]]:
+    """A name's problems: missing, with control characters, or taken by one of ``others``."""
+    if not name:
+        return {"name": ["A name is required."]}
+    if problem := name_problem(name):
+        return {"name": [problem]}
+    if others.filter(name=name).exists():
+        return {"name": [f"A {what} named {name} already exists."]}
+    return {}
+
+
+def _valid_settings(driver_type: str, driver_settings: dict, errors: dict) -> dict:
+    """The driver's settings normalised; what is wrong with them goes into ``errors``."""
+    try:
+        return driver_class(driver_type).validate_settings(driver_settings,
+                                                           settings.FERRY_SOURCE_ROOTS)
+    except SourceError as error:
+        errors["driver_settings"] = [error.message]
+        return driver_settings
 
 
 def delete_remote_system(system_id: int, *, actor: Actor) -> None:
@@ -201,13 +202,9 @@ def save_host(host_id: int | None, *, name: str, actor: Actor, os_type: str = "L
     name = (name or "").strip()
     # Normalised, order kept, repeats dropped: a port listed twice is still one port.
     initiators, bad_initiators = check_initiators(initiators)
-    errors: dict[str, list[str]] = {"initiators": bad_initiators} if bad_initiators else {}
-    if not name:
-        errors["name"] = ["A name is required."]
-    elif problem := name_problem(name):
-        errors["name"] = [problem]
-    elif Host.objects.filter(name=name).exclude(pk=host.pk).exists():
-        errors["name"] = [f"A host named {name} already exists."]
+    errors = _name_errors(name, Host.objects.exclude(pk=host.pk), "host")
+    if bad_initiators:
+        errors["initiators"] = bad_initiators
     if os_type not in HostOsType.values:
         errors["os_type"] = [f"Unknown OS type {os_type!r}. Types: "
                              f"{', '.join(HostOsType.values)}."]
