@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # DJANGO_SECRET_KEY) the installation's own key in var/secret_key, as outside make.
 export DJANGO_DEBUG ?= true
 
-.PHONY: run test fuzz bench setup migrate demo diagrams lint clean
+.PHONY: run test fuzz bench setup nbd-packages migrate demo diagrams lint clean
 
 run: setup migrate demo ## Set up and start web, worker and scheduler on http://127.0.0.1:8000
 	$(PY) manage.py runferry
@@ -24,7 +24,28 @@ fuzz: setup ## Fuzz every API operation with FERRY_FUZZ_EXAMPLES random examples
 	FERRY_FUZZ_RANDOM=true FERRY_FUZZ_EXAMPLES=$(FERRY_FUZZ_EXAMPLES) \
 		$(BIN)/pytest -m fuzz -q tests/test_api_fuzz.py
 
-setup: $(STAMP)
+setup: $(STAMP) nbd-packages
+	@$(PY) -m importer.nbdlib
+
+# The NBD data path uses the protocol's own tools from Debian: nbdkit and qemu-nbd serve
+# (the demo array, the tests), libnbd reads (its Python bindings), nbdcopy and qemu-img are
+# the benchmark's references. Installed here when make runs as root on Debian, as .ci/run
+# does for Chromium; elsewhere this says what to install, and Ferry runs on without NBD.
+NBD_PACKAGES := nbdkit libnbd-bin python3-libnbd qemu-utils
+NBD_READY    := command -v nbdkit && command -v nbdcopy && command -v qemu-nbd \
+                && test -f /usr/lib/python3/dist-packages/nbd.py
+nbd-packages:
+	@if ( $(NBD_READY) ) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then \
+		echo "Installing Debian packages for the NBD data path: $(NBD_PACKAGES)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq $(NBD_PACKAGES); } >/dev/null \
+		|| { echo "Could not install $(NBD_PACKAGES)." >&2; [ "$$CI" != true ]; }; \
+	else \
+		echo "NOTE: the NBD data path needs Debian's $(NBD_PACKAGES):"; \
+		echo "      sudo apt-get install $(NBD_PACKAGES)"; \
+		echo "      Ferry runs on without the NBD demo array and NBD remote systems."; \
+	fi
 
 # pip -qq shows errors only: a machine's pip.conf may name index folders that do not exist,
 # and pip warns about each one for every package ("Location ... is ignored").
