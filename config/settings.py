@@ -294,6 +294,10 @@ FERRY_POOL_DIR = Path(env_str("FERRY_POOL_DIR", str(VAR_DIR / "pool")))
 FERRY_DISCOVERY_SECONDS = env_int("FERRY_DISCOVERY_SECONDS", 120)
 # How many imports may hold a slot (set up and not yet finished) at once.
 FERRY_MAX_ACTIVE_IMPORTS = env_int("FERRY_MAX_ACTIVE_IMPORTS", 8)
+# How long Ferry waits for an NBD server's handshake (libnbd alone waits as long as TCP).
+FERRY_NBD_CONNECT_TIMEOUT = env_int("FERRY_NBD_CONNECT_TIMEOUT", 10)
+# How often the scheduler checks that each remote system answers (connect, latency).
+FERRY_HEALTH_CHECK_SECONDS = env_int("FERRY_HEALTH_CHECK_SECONDS", 60)
 
 # --- Celery ------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"

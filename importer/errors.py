@@ -61,6 +61,12 @@ class ActionNotAllowed(FerryError):
         self.allowed_actions = allowed
 
 
+class ManualStepRequired(FerryError):
+    """The operator must do something on the source by hand, and confirm it, first."""
+
+    code = "source_unmap_required"
+
+
 class SourceError(FerryError):
     """A remote system or source volume cannot be used: missing, unreadable, escaping."""
 

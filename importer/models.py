@@ -18,6 +18,7 @@ STATE_CHOICES = [(info.value.value, info.label) for info in states.STATES.values
 
 class DriverType(models.TextChoices):
     DIRECTORY = "directory", "Directory"
+    NBD = "nbd", "NBD server"
 
 
 class SystemStatus(models.TextChoices):
@@ -48,6 +49,9 @@ class RemoteSystem(models.Model):
     last_discovery_timestamp = models.DateTimeField(null=True, blank=True)
     # When a discovery job was asked for; it runs in a worker, never in a web request.
     discovery_requested_at = models.DateTimeField(null=True, blank=True)
+    # The last health check: when, and how long connecting (the NBD handshake) took.
+    last_health_check = models.DateTimeField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -88,7 +92,9 @@ class SourceVolume(models.Model):
                               related_name="volumes")
     identifier = models.CharField(max_length=500)
     name = models.CharField(max_length=255)
+    description = models.CharField(max_length=500, blank=True)
     size = models.BigIntegerField(default=0)
+    read_only = models.BooleanField(default=False, help_text="The source serves it read-only.")
     # What the volume is, whatever name or system reaches it (the driver's stable id): one
     # physical volume has one unfinished import at most.
     physical_id = models.CharField(max_length=200, blank=True, db_index=True)
@@ -228,6 +234,9 @@ class ImportSession(models.Model):
     admitted_timestamp = models.DateTimeField(null=True, blank=True)
     # What revoking the source's host access changed, so cancel can put it back.
     source_access_backup = models.JSONField(null=True, blank=True)
+    # Where Ferry cannot revoke the source's host access: who confirmed the manual unmap.
+    source_unmap_confirmed_at = models.DateTimeField(null=True, blank=True)
+    source_unmap_confirmed_by = models.CharField(max_length=150, blank=True)
     # The job outbox: the job this state hands to the workers, written with the state, and
     # when it was last sent to the broker (None: not yet). See importer.services.dispatch.
     pending_job = models.CharField(max_length=16, blank=True, db_index=True)

@@ -50,3 +50,12 @@ def discover_remote_system_task(system_id):
         services.run_discovery(system_id)
     except SoftTimeLimitExceeded:
         services.discovery_timed_out(system_id)
+
+
+@shared_task(**_RELIABLE)
+def check_remote_system_health_task(system_id):
+    """Sent with a time limit a little over FERRY_NBD_CONNECT_TIMEOUT."""
+    try:
+        services.check_health(system_id)
+    except SoftTimeLimitExceeded:
+        pass  # the next tick's check tries again; the connect timeout normally ends it

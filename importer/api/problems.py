@@ -25,6 +25,7 @@ _FERRY_STATUS = {
     errors.ValidationError: status.HTTP_400_BAD_REQUEST,
     errors.ActionNotAllowed: status.HTTP_409_CONFLICT,
     errors.InUse: status.HTTP_409_CONFLICT,
+    errors.ManualStepRequired: status.HTTP_409_CONFLICT,
     # The source is missing, unreadable or unreachable: the request was fine, the remote
     # system's condition conflicts with it.
     errors.SourceError: status.HTTP_409_CONFLICT,

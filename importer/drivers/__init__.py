@@ -4,8 +4,9 @@ from django.conf import settings
 
 from importer.drivers.base import SourceDriver
 from importer.drivers.directory import DirectoryDriver
+from importer.drivers.nbd import NbdDriver
 
-DRIVERS: dict[str, type[SourceDriver]] = {"directory": DirectoryDriver}
+DRIVERS: dict[str, type[SourceDriver]] = {"directory": DirectoryDriver, "nbd": NbdDriver}
 
 
 def driver_class(driver_type: str) -> type[SourceDriver]:

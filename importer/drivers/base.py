@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -18,6 +19,8 @@ class DiscoveredVolume:
     # What the volume is, whatever name reaches it (a device and inode, an array's own
     # id): two names of one volume share it, so it is never imported twice at once.
     physical_id: str = ""
+    description: str = ""  # what the source says the volume is
+    read_only: bool = False  # the source serves it read-only (it can still be imported)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class Discovery:
 class SourceDriver(ABC):
     """Reads one remote system. Raises ``importer.errors.SourceError`` with a stable code."""
 
+    # False where Ferry cannot stop hosts writing to the source (a server it does not
+    # control): the operator unmaps them by hand and confirms it before enable.
+    revokes_host_access = True
+
     @classmethod
     @abstractmethod
     def validate_settings(cls, settings: dict, roots) -> dict:
@@ -42,6 +49,12 @@ class SourceDriver(ABC):
 
     @abstractmethod
     def discover(self) -> Discovery: ...
+
+    def check_health(self) -> float:
+        """Reach the system; the seconds it took. Raises SourceError when it cannot."""
+        started = time.monotonic()
+        self.discover()
+        return time.monotonic() - started
 
     @abstractmethod
     def open_for_read(self, identifier: str) -> BinaryIO:

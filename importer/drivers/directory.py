@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 from importer.drivers.base import (
@@ -61,6 +62,15 @@ class DirectoryDriver(SourceDriver):
             raise SourceError("folder_not_readable", f"The folder {raw} cannot be read.",
                               path=raw)
         return {**settings, "path": str(path)}
+
+    def check_health(self) -> float:
+        started = time.monotonic()
+        try:
+            os.listdir(self.base)
+        except OSError as error:
+            raise SourceError("source_unreachable", f"Cannot list {self.base}: "
+                              f"{error.strerror}.", path=str(self.base)) from error
+        return time.monotonic() - started
 
     def discover(self) -> Discovery:
         discovery = Discovery()

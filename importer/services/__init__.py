@@ -15,6 +15,7 @@ from importer.services.actions import (
 from importer.services.common import SYSTEM, Actor
 from importer.services.imports import create_import
 from importer.services.inventory import (
+    check_health,
     create_remote_system,
     delete_host,
     delete_remote_system,
@@ -37,7 +38,7 @@ from importer.services.jobs import (
 from importer.services.scheduler import scheduler_tick
 
 __all__ = [
-    "SYSTEM", "Actor", "create_import", "create_remote_system", "delete_host",
+    "SYSTEM", "Actor", "check_health", "create_import", "create_remote_system", "delete_host",
     "delete_import", "delete_remote_system", "describe_import", "discover_remote_system",
     "discovery_timed_out", "request_discovery", "run_discovery",
     "ensure_destination_enabled", "modify_schedule", "perform_action", "run_cancel",

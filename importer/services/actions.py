@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.utils import timezone
 
 from importer import roles, states
 from importer.errors import ActionNotAllowed, ValidationError
 from importer.models import ImportSession
+from importer.services import source_access
 from importer.services.common import Actor
 from importer.services.imports import check_import_options
 from importer.services.transitions import lock, move, record, refresh_group
@@ -17,11 +19,14 @@ from importer.states import Action
 
 
 def perform_action(session_id: int, action: str, *, actor: Actor, force: bool = False,
-                   scheduled_timestamp: datetime | None = None) -> ImportSession | None:
+                   scheduled_timestamp: datetime | None = None,
+                   source_unmapped_confirmed: bool = False) -> ImportSession | None:
     """Run an operator action on a session, if its state allows it. Returns it fresh.
 
     ``force`` (admins only) skips what cannot be done: a forced cancel does not restore the
     source's host access, a forced cleanup gives up on it. Both record what they skipped.
+    ``source_unmapped_confirmed``: the operator did the manual step that enabling the
+    destination of a source Ferry cannot protect needs (see source_access).
     """
     action = _parse_action(action)
     actor.require(roles.OPERATE, "run import actions")
@@ -39,11 +44,25 @@ def perform_action(session_id: int, action: str, *, actor: Actor, force: bool = 
     with transaction.atomic():
         session = lock(session_id)
         _check_allowed(session, action)
+        if action == Action.ENABLE_DESTINATION_VOLUME:
+            changes, details = _confirm_source_unmapped(session, source_unmapped_confirmed,
+                                                        actor)
         if session.is_group:
             _perform_group_action(session, action, actor, changes, details)
         else:
             move(session, action, actor=actor, changes=changes, details=details)
     return ImportSession.objects.get(pk=session_id)
+
+
+def _confirm_source_unmapped(session, confirmed: bool, actor: Actor) -> tuple[dict, dict]:
+    details = source_access.require_confirmation(session, confirmed)
+    if not details:
+        return {}, None
+    changes = {"source_unmap_confirmed_at": timezone.now(),
+               "source_unmap_confirmed_by": actor.name[:150]}
+    if session.is_group:  # the group's own row: its members get theirs as they move
+        ImportSession.objects.filter(pk=session.pk).update(**changes)
+    return changes, details
 
 
 def modify_schedule(session_id: int, scheduled_timestamp, *, actor: Actor) -> ImportSession:

@@ -157,10 +157,60 @@ def expire_lost_discoveries(now) -> int:
                        status_message="Discovery was lost (its worker stopped); run it again.")
 
 
-def _mark_unreachable(system: RemoteSystem, error: SourceError, actor: Actor) -> None:
+def _mark_unreachable(system: RemoteSystem, error: SourceError, actor: Actor,
+                      what: str = "discover") -> None:
+    """The system is unhealthy: it and the volumes that could be imported say why."""
     RemoteSystem.objects.filter(pk=system.pk).update(
-        status=SystemStatus.UNREACHABLE, status_message=error.message[:500])
-    audit_change("discover", actor, f"remote system {system.name}", error=error)
+        status=SystemStatus.UNREACHABLE, status_message=error.message[:500],
+        last_health_check=timezone.now(), latency_ms=None)
+    reason = f"{system.name} is unreachable: {error.message}"[:500]
+    for sources in (system.source_volumes, system.source_groups):
+        sources.filter(importable_criteria=ImportableCriteria.READY).update(
+            importable_criteria=ImportableCriteria.OFFLINE, importable_reason=reason)
+    audit_change(what, actor, f"remote system {system.name}", error=error)
+
+
+# --- Health --------------------------------------------------------------------------------
+
+HEALTH_TASK = "check_remote_system_health_task"
+
+
+def request_health_checks(now) -> int:
+    """The scheduler's part: a health check for each system not checked lately."""
+    stale = now - timedelta(seconds=settings.FERRY_HEALTH_CHECK_SECONDS)
+    due = (RemoteSystem.objects.exclude(status=SystemStatus.DISCOVERING)
+           .exclude(last_health_check__gte=stale).values_list("pk", flat=True))
+    for system_id in due:
+        # Noted first, so the next tick does not send it again while this one runs.
+        RemoteSystem.objects.filter(pk=system_id).update(last_health_check=now)
+        seconds = settings.FERRY_NBD_CONNECT_TIMEOUT + 20
+        dispatch.send(HEALTH_TASK, system_id, soft_time_limit=seconds,
+                      time_limit=seconds + 10)
+    return len(due)
+
+
+def check_health(system_id: int) -> None:
+    """Connect to the system (for NBD, the handshake) and record how long it took. A system
+    that stops answering is marked unreachable, its volumes offline; one that answers again
+    is rediscovered, which brings its volumes back."""
+    system = RemoteSystem.objects.filter(pk=system_id).first()
+    if system is None or system.status == SystemStatus.DISCOVERING:
+        return
+    try:
+        seconds = get_driver(system).check_health()
+    except SourceError as error:
+        if system.status != SystemStatus.UNREACHABLE or system.status_message != error.message:
+            _mark_unreachable(system, error, SYSTEM, what="health_check")
+        else:
+            RemoteSystem.objects.filter(pk=system.pk).update(last_health_check=timezone.now())
+        return
+    RemoteSystem.objects.filter(pk=system.pk).update(
+        latency_ms=round(seconds * 1000, 2), last_health_check=timezone.now())
+    if system.status == SystemStatus.UNREACHABLE:
+        try:
+            request_discovery(system.pk, actor=SYSTEM)
+        except InUse:
+            pass  # an operator asked for one first
 
 
 def discover_remote_system(system_id: int, *, actor: Actor) -> RemoteSystem:
@@ -243,6 +293,7 @@ def _upsert_volume(system, discovered, groups, now) -> SourceVolume:
                                          identifier=discovered.identifier).first()
     volume = volume or SourceVolume(remote_system=system, identifier=discovered.identifier)
     volume.name, volume.last_seen = discovered.name, now
+    volume.description, volume.read_only = discovered.description[:500], discovered.read_only
     volume.group = groups.get(discovered.group_identifier)
     if discovered.readable:
         volume.size, volume.physical_id = discovered.size, discovered.physical_id

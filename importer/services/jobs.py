@@ -14,7 +14,7 @@ from importer import copying, failpoints, pool
 from importer.drivers import get_driver
 from importer.errors import FerryError, SourceError
 from importer.models import HostVolumeMapping, ImportSession, Volume, VolumeGroup
-from importer.services import dispatch, leases
+from importer.services import dispatch, leases, source_access
 from importer.services.common import NAME_MAX, jsonable
 from importer.services.transitions import advance
 from importer.states import Event, Job, State
@@ -249,8 +249,16 @@ def run_cancel(session: ImportSession, lease_id: str) -> None:
                 return
     advance(session.pk, Event.CANCEL_SUCCEEDED, expected=State.CANCEL_IN_PROGRESS,
             details={"forced": session.force_cancel, "skipped": skipped,
-                     "source_restored": session.source_access_backup is not None
-                     and not session.force_cancel})
+                     **_source_outcome(session)})
+
+
+def _source_outcome(session: ImportSession) -> dict:
+    """What a rollback did for the source's hosts, as it was: never a claimed restore
+    that was a manual step left to the operator."""
+    touched = session.source_access_backup is not None
+    if touched and source_access.is_manual(session):
+        return {"source_restored": False, "manual_step": source_access.remap_step(session)}
+    return {"source_restored": touched and not session.force_cancel}
 
 
 @leased(Job.CLEANUP)

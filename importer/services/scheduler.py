@@ -13,7 +13,7 @@ from importer import states
 from importer.models import IdempotencyRecord, ImportSession
 from importer.services import dispatch
 from importer.services.common import SYSTEM
-from importer.services.inventory import expire_lost_discoveries
+from importer.services.inventory import expire_lost_discoveries, request_health_checks
 from importer.services.transitions import lock, move, refresh_group
 from importer.states import Event, Job, State
 
@@ -31,6 +31,7 @@ def scheduler_tick(now: datetime | None = None) -> dict:
     admitted = _admit_queued()
     resent = dispatch.resend_lost_jobs(timezone.now())  # leases expire in real time
     expire_lost_discoveries(timezone.now())
+    request_health_checks(timezone.now())
     IdempotencyRecord.objects.expired(now).delete()  # housekeeping for the API's retries
     return {"started": len(due), "admitted": len(admitted), "resent": resent}
 
