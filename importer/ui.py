@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.urls import reverse
 
 from importer import roles, states
+from importer.services import source_access
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class MenuEntry:
     confirm: bool
     note: str
     url: str = ""
+    manual_step: str = ""  # done by hand and confirmed in the dialog (source_access)
 
 
 def action_menu(session, user) -> list[MenuEntry]:
@@ -41,8 +43,15 @@ def action_menu(session, user) -> list[MenuEntry]:
         action_info = states.ACTIONS[action]
         entries.append(MenuEntry(action.value, action_info.label, not reason, reason,
                                  action_info.confirm, action_info.note,
-                                 url.format(action=action.value)))
+                                 url.format(action=action.value),
+                                 _manual_step(session, action) if not reason else ""))
     return entries
+
+
+def _manual_step(session, action) -> str:
+    if action != states.Action.ENABLE_DESTINATION_VOLUME:
+        return ""
+    return source_access.manual_step(session) or ""
 
 
 def bulk_menu() -> list[MenuEntry]:

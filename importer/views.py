@@ -136,7 +136,8 @@ def session_action(request, pk, action):
             states.FORCEABLE_ACTIONS else action
         toast = ("danger", f"{label} needs the session's name, typed exactly.")
     else:
-        toast = _run_action(request, pk, action, force)
+        confirmed = request.POST.get("source_unmapped_confirmed") == "true"
+        toast = _run_action(request, pk, action, force, source_unmapped_confirmed=confirmed)
     if not ImportSession.objects.filter(pk=pk).exists():  # deleted meanwhile: drop its row
         response = reswap(HttpResponse(), "delete")
     elif request.htmx.target == "detail-panel":
@@ -187,13 +188,13 @@ def _name_of(pk) -> str:
     return ImportSession.objects.filter(pk=pk).values_list("name", flat=True).first() or ""
 
 
-def _run_action(request, pk, action, force) -> tuple[str, str]:
+def _run_action(request, pk, action, force, **options) -> tuple[str, str]:
     actor = services.Actor.of(request)
     label = states.ACTION_LABELS.get(action, action)
     if force and action in states.FORCEABLE_ACTIONS:
         label = states.ACTIONS[states.Action(action)].force_label
     try:
-        session = services.perform_action(pk, action, actor=actor, force=force)
+        session = services.perform_action(pk, action, actor=actor, force=force, **options)
     except ActionNotAllowed as refusal:
         current = states.info(refusal.state).label
         return "warning", (f"{label} was refused: the session is {current} now "

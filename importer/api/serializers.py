@@ -1,13 +1,14 @@
 """What the REST API reads and writes. Writes are validated here for shape only: the
 services decide what is allowed and raise domain errors, which become problem details."""
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from importer import roles
 from importer.filters import MAX_ID
 from importer.models import (
     DestinationType,
+    DriverType,
     Host,
     HostOsType,
     ImportEvent,
@@ -18,6 +19,7 @@ from importer.models import (
     Volume,
     VolumeGroup,
 )
+from importer.services import source_access
 from importer.states import Action
 
 
@@ -52,22 +54,57 @@ class DirectorySettingsSerializer(serializers.Serializer):
                   "each subfolder a consistency group.")
 
 
+class NbdSettingsSerializer(serializers.Serializer):
+    uri = serializers.CharField(
+        help_text="The NBD server: nbd://host[:port], nbd+unix:///?socket=/path, or nbds:// "
+                  "(nbds+unix://) with TLS. Its exports are the volumes.")
+    tls_psk_file = serializers.CharField(required=False, help_text="nbds: a PSK file "
+                                         "(username:hexkey lines) readable by the workers.")
+    tls_certificates = serializers.CharField(required=False, help_text="nbds: a folder "
+                                             "with ca-cert.pem (and client-cert.pem, "
+                                             "client-key.pem).")
+    tls_username = serializers.CharField(required=False, help_text="nbds: the PSK identity "
+                                         "(default: the PSK file's first).")
+    tls_verify_peer = serializers.BooleanField(required=False, default=True)
+    groups = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False,
+        help_text="Consistency groups: name → export names. Exports named group/volume "
+                  "form groups by themselves.")
+
+
+@extend_schema_field(PolymorphicProxySerializer(
+    component_name="DriverSettings", resource_type_field_name=None,
+    serializers=[DirectorySettingsSerializer, NbdSettingsSerializer]))
+class DriverSettingsField(serializers.JSONField):
+    """The driver's own settings; the driver checks them (services.inventory)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Expected an object of the driver's settings.")
+        return super().to_internal_value(data)
+
+
 class RemoteSystemSerializer(serializers.ModelSerializer):
-    driver_settings = DirectorySettingsSerializer()
+    driver_type = serializers.ChoiceField(
+        choices=DriverType.choices, default=DriverType.DIRECTORY,
+        help_text="directory: a folder of image files; nbd: an NBD server's exports. Fixed "
+                  "once the system exists.")
+    driver_settings = DriverSettingsField()
 
     class Meta:
         model = RemoteSystem
         fields = ["id", "name", "description", "driver_type", "driver_settings", "status",
-                  "status_message", "last_discovery_timestamp", "created"]
-        read_only_fields = ["driver_type", "status", "status_message",
+                  "status_message", "latency_ms", "last_health_check",
+                  "last_discovery_timestamp", "created"]
+        read_only_fields = ["status", "status_message", "latency_ms", "last_health_check",
                             "last_discovery_timestamp", "created"]
 
 
 class SourceVolumeSerializer(serializers.ModelSerializer):
     class Meta:
         model = SourceVolume
-        fields = ["id", "remote_system", "group", "identifier", "name", "size",
-                  "importable_criteria", "importable_reason", "last_seen"]
+        fields = ["id", "remote_system", "group", "identifier", "name", "description", "size",
+                  "read_only", "importable_criteria", "importable_reason", "last_seen"]
 
 
 class SourceGroupSerializer(serializers.ModelSerializer):
@@ -135,6 +172,7 @@ class MemberSessionSerializer(serializers.ModelSerializer):
     host_ids = HostIdsField(source="listed_hosts", read_only=True,
                             help_text="Hosts the destination is mapped to.")
     error = serializers.SerializerMethodField()
+    manual_step = serializers.SerializerMethodField()
 
     class Meta:
         model = ImportSession
@@ -145,9 +183,16 @@ class MemberSessionSerializer(serializers.ModelSerializer):
                   "progress_percentage", "copied_bytes", "total_bytes",
                   "average_transfer_rate", "current_transfer_rate",
                   "estimated_completion_timestamp", "automatic_cutover",
-                  "scheduled_timestamp", "throttle_bytes_per_second", "error", "created",
-                  "last_update_timestamp"]
+                  "scheduled_timestamp", "throttle_bytes_per_second", "error",
+                  "source_unmap_confirmed_at", "source_unmap_confirmed_by", "manual_step",
+                  "created", "last_update_timestamp"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text=(
+        "Where Ferry cannot change the source's host access (an NBD server): the step the "
+        "operator does by hand, before Enable Destination Volume or after a cancel.")))
+    def get_manual_step(self, session) -> str | None:
+        return source_access.manual_step(session)
 
     @extend_schema_field(serializers.ListField(
         child=serializers.ChoiceField(choices=[a.value for a in Action])))
@@ -208,6 +253,15 @@ class ForceSerializer(serializers.Serializer):
         help_text="Admin role only. A forced cancel does not restore the source's host "
                   "access; a forced cleanup gives up on restoring it and ends the session "
                   "Cancelled. Both record what they skipped.")
+
+
+class EnableDestinationSerializer(serializers.Serializer):
+    source_unmapped_confirmed = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Where Ferry cannot revoke the source's host access (an NBD server), "
+                  "confirms that the hosts were unmapped from the source by hand. Without "
+                  "it, such a session answers 409 source_unmap_required with the step "
+                  "(arguments.manual_step).")
 
 
 class ImportEventSerializer(serializers.ModelSerializer):

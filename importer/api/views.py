@@ -15,6 +15,7 @@ from importer.api import serializers as api
 from importer.api.authentication import LockoutAwareBasicAuthentication
 from importer.api.idempotency import IdempotentPostMixin
 from importer.api.permissions import RolePermission
+from importer.errors import ValidationError
 from importer.models import (
     Host,
     ImportEvent,
@@ -53,8 +54,8 @@ class ReadOnlyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FerryVie
 @extend_schema_view(create=extend_schema(request=api.RemoteSystemSerializer),
                     partial_update=extend_schema(request=api.RemoteSystemSerializer))
 class RemoteSystemViewSet(ReadOnlyViewSet):
-    """Arrays (for now: folders) that hold source volumes. Deleting one is refused while
-    import sessions use it."""
+    """Arrays that hold source volumes: a folder of images (directory) or an NBD server
+    (nbd). Deleting one is refused while import sessions use it."""
 
     queryset = RemoteSystem.objects.all()
     serializer_class = api.RemoteSystemSerializer
@@ -69,12 +70,17 @@ class RemoteSystemViewSet(ReadOnlyViewSet):
         data = self.valid_input(api.RemoteSystemSerializer)
         system = services.create_remote_system(
             name=data["name"], description=data.get("description", ""),
-            driver_settings=dict(data["driver_settings"]), actor=self.actor())
+            driver_type=data["driver_type"], driver_settings=dict(data["driver_settings"]),
+            actor=self.actor())
         return Response(self.get_serializer(system).data, status=status.HTTP_201_CREATED)
 
     def update(self, request, pk=None, partial=False):
         system = self.get_object()
         data = self.valid_input(api.RemoteSystemSerializer, instance=system, partial=partial)
+        if data.get("driver_type", system.driver_type) != system.driver_type:
+            raise ValidationError({"driver_type": [
+                f"A remote system's driver cannot change (it is {system.driver_type}); "
+                "add a new remote system instead."]})
         system = services.save_remote_system(
             system.pk, name=data.get("name", system.name),
             description=data.get("description", system.description),
@@ -159,14 +165,18 @@ class VolumeGroupViewSet(ReadOnlyViewSet):
 
 # --- Import sessions --------------------------------------------------------------------------
 
+_ACTION_BODIES = {**{name: api.ForceSerializer for name in states.FORCEABLE_ACTIONS},
+                  Action.ENABLE_DESTINATION_VOLUME: api.EnableDestinationSerializer}
+
+
 def _action_endpoint(name: Action):
     """POST {id}/<action>/: run one operator action through the service layer (202)."""
-    body = api.ForceSerializer if name in states.FORCEABLE_ACTIONS else None
+    body = _ACTION_BODIES.get(name)
 
     def endpoint(self, request, pk=None):
-        force = self.valid_input(body)["force"] if body else False
-        session = services.perform_action(self.get_object().pk, name, force=force,
-                                          actor=self.actor())
+        options = dict(self.valid_input(body)) if body else {}
+        session = services.perform_action(self.get_object().pk, name, actor=self.actor(),
+                                          **options)
         return Response(self.get_serializer(self.get_queryset().get(pk=session.pk)).data,
                         status=status.HTTP_202_ACCEPTED)
 

@@ -13,6 +13,7 @@ from importer import failpoints, roles
 from importer.drivers import driver_class, get_driver
 from importer.errors import InUse, NotFound, SourceError, ValidationError
 from importer.models import (
+    DriverType,
     Host,
     HostOsType,
     ImportableCriteria,
@@ -34,6 +35,10 @@ def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
     actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
     name = (name or "").strip()
     errors = _name_errors(name, RemoteSystem.objects.all(), "remote system")
+    if driver_type not in DriverType.values:
+        errors["driver_type"] = [f"Unknown driver {driver_type!r}. Known: "
+                                 f"{', '.join(DriverType.values)}."]
+        raise ValidationError(errors)
     driver_settings = _valid_settings(driver_type, driver_settings, errors)
     if errors:
         raise ValidationError(errors)
@@ -46,20 +51,23 @@ def create_remote_system(*, name: str, driver_settings: dict, actor: Actor,
 
 
 def save_remote_system(system_id: int | None, *, name: str, driver_settings: dict,
-                       actor: Actor, description: str = "") -> RemoteSystem:
-    """Add a remote system, or change one. Its folder cannot move under a running import."""
+                       actor: Actor, description: str = "",
+                       driver_type: str = "directory") -> RemoteSystem:
+    """Add a remote system, or change one. Its folder or server cannot move under a
+    running import."""
     if system_id is None:
         return create_remote_system(name=name, driver_settings=driver_settings, actor=actor,
-                                    description=description)
+                                    description=description, driver_type=driver_type)
     actor.require(roles.MANAGE_SYSTEMS, "manage remote systems")
     system = get_object(RemoteSystem, system_id)
     name = (name or "").strip()
     errors = _name_errors(name, RemoteSystem.objects.exclude(pk=system.pk), "remote system")
     driver_settings = _valid_settings(system.driver_type, driver_settings, errors)
-    moved = driver_settings.get("path") != system.driver_settings.get("path")
+    moved = _location(driver_settings) != _location(system.driver_settings)
     if moved and system.import_sessions.filter(state__in=UNFINISHED).exists():
         errors.setdefault("driver_settings", []).append(
-            "The folder cannot change while imports from it are unfinished.")
+            f"The {'server' if system.driver_type == DriverType.NBD else 'folder'} cannot "
+            "change while imports from it are unfinished.")
     if errors:
         raise ValidationError(errors)
     system.name, system.driver_settings, system.description = name, driver_settings, description
@@ -67,6 +75,11 @@ def save_remote_system(system_id: int | None, *, name: str, driver_settings: dic
     audit_change("change_remote_system", actor, f"remote system {name}",
                   {"driver_settings": driver_settings})
     return system
+
+
+def _location(driver_settings: dict) -> str | None:
+    """Where the system's volumes are: a folder, or an NBD server."""
+    return driver_settings.get("path") or driver_settings.get("uri")
 
 
 def _name_errors(name: str, others, what: str) -> dict[str, list[str]]:

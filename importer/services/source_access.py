@@ -12,6 +12,7 @@ from __future__ import annotations
 from importer.drivers import driver_class
 from importer.errors import ManualStepRequired
 from importer.models import ImportSession
+from importer.states import State
 
 
 def is_manual(session: ImportSession) -> bool:
@@ -54,3 +55,13 @@ def require_confirmation(session: ImportSession, confirmed: bool) -> dict:
             f"{step} Confirm it with source_unmapped_confirmed=true.",
             session=session.name, manual_step=step)
     return {"manual_step": step, "source_unmapped_confirmed": True}
+
+
+def manual_step(session: ImportSession) -> str | None:
+    """The step the operator does by hand now, if any: unmap before enable, map back after
+    a cancel of an import whose unmapping was confirmed."""
+    if session.state == State.MIRROR_ENABLED and not session.is_member and is_manual(session):
+        return unmap_step(session)
+    if session.state == State.CANCELLED and session.source_unmap_confirmed_at:
+        return remap_step(session)
+    return None

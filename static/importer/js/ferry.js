@@ -44,9 +44,18 @@
     var forced = button.dataset.force === "true";
     document.getElementById("confirm-name-group").classList.toggle("d-none", !forced);
     document.getElementById("confirm-name").value = "";
+    showManualStep(button.dataset.manualStep || "");
     document.getElementById("confirm-submit").textContent = button.dataset.label;
     modal.show();
   });
+  // A source Ferry cannot protect (an NBD server): the operator confirms the manual unmap.
+  function showManualStep(step) {
+    var box = document.getElementById("confirm-manual");
+    document.getElementById("confirm-manual-group").classList.toggle("d-none", !step);
+    document.getElementById("confirm-manual-step").textContent = step;
+    box.checked = false;
+    box.required = Boolean(step);
+  }
   if (modalElement) {
     modalElement.addEventListener("shown.bs.modal", function () {
       var forced = pending && pending.dataset.force === "true";
@@ -60,6 +69,7 @@
       if (pending.dataset.force === "true") {
         extra = { force: "true", confirm_name: document.getElementById("confirm-name").value };
       }
+      if (pending.dataset.manualStep) { extra.source_unmapped_confirmed = "true"; }
       post(pending, extra);
       pending = null;
       modal.hide();
@@ -106,6 +116,7 @@
     document.getElementById("confirm-session").textContent = selected.size + " imports selected";
     document.getElementById("confirm-note").textContent = button.dataset.note;
     document.getElementById("confirm-name-group").classList.add("d-none");
+    showManualStep("");  // bulk never confirms a manual step: each needs its own dialog
     document.getElementById("confirm-submit").textContent = button.dataset.label;
     modal.show();
   });
