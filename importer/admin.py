@@ -31,6 +31,7 @@ _PROGRESS_FIELDS = ("state", "progress_percentage", "copied_bytes", "total_bytes
                     "estimated_completion_timestamp", "admitted_timestamp", "pending_job",
                     "job_sent_at", "job_attempts", "lease_owner",
                     "lease_expires_at", "copy_seconds", "source_access_backup",
+                    "source_unmap_confirmed_at", "source_unmap_confirmed_by",
                     "error_code", "error_message", "error_arguments", "created",
                     "last_update_timestamp")
 # What a session was created with. Changing any of it under a running copy would corrupt the
@@ -253,18 +254,16 @@ class DeleteThroughServiceMixin:
 
 @admin.register(RemoteSystem)
 class RemoteSystemAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
-    """Remote systems are added and changed in the dashboard, whose service checks the folder
-    against FERRY_SOURCE_ROOTS; here they are viewed, rediscovered and deleted."""
+    """Remote systems are added and changed in the dashboard, whose service checks their
+    settings (a folder against FERRY_SOURCE_ROOTS, an NBD URI and its TLS files); here they
+    are viewed, rediscovered and deleted."""
 
-    list_display = ("name", "driver_type", "folder", "status", "last_discovery_timestamp")
+    list_display = ("name", "driver_type", "address", "status", "latency_ms",
+                    "last_health_check", "last_discovery_timestamp")
     list_filter = ("driver_type", "status")
     search_fields = ("name", "description")
     actions = ["rediscover", "delete_selected"]
     delete_through_service = services.delete_remote_system
-
-    @admin.display(description="folder")
-    def folder(self, system):
-        return system.driver_settings.get("path", "")
 
     def has_add_permission(self, request):
         return False

@@ -7,7 +7,14 @@ from datetime import datetime
 from django import forms
 from django.utils import timezone
 
-from importer.models import Host, ImportableCriteria, RemoteSystem, SourceGroup, SourceVolume
+from importer.models import (
+    DriverType,
+    Host,
+    ImportableCriteria,
+    RemoteSystem,
+    SourceGroup,
+    SourceVolume,
+)
 
 MB = 1000 * 1000
 
@@ -118,14 +125,73 @@ def resource_choices(system_id):
 
 
 class RemoteSystemForm(BootstrapMixin, forms.Form):
+    """A remote system: its driver's fields are shown for the chosen type (ferry.js)."""
+
+    # Which fields belong to which driver: the page shows one set at a time.
+    DRIVER_FIELDS = {DriverType.DIRECTORY: ("path",),
+                     DriverType.NBD: ("uri", "tls_psk_file", "tls_certificates",
+                                      "tls_username", "groups")}
+
     name = forms.CharField(max_length=128)
-    path = forms.CharField(max_length=1000, label="Folder",
+    driver_type = forms.ChoiceField(choices=DriverType.choices, label="Type", required=False,
+                                    initial=DriverType.DIRECTORY)
+    path = forms.CharField(max_length=1000, label="Folder", required=False,
                            help_text="A folder under the allowed source roots.")
+    uri = forms.CharField(max_length=1000, label="NBD server", required=False,
+                          help_text="nbd://host[:port], nbd+unix:///?socket=/path, or nbds:// "
+                                    "for TLS. Each export is a volume.")
+    tls_psk_file = forms.CharField(max_length=1000, required=False, label="TLS PSK file",
+                                   help_text="nbds only: a file of username:hexkey lines, "
+                                             "readable by the workers.")
+    tls_certificates = forms.CharField(max_length=1000, required=False,
+                                       label="TLS certificates folder",
+                                       help_text="nbds only, instead of a PSK: a folder with "
+                                                 "ca-cert.pem (and client-cert.pem, "
+                                                 "client-key.pem).")
+    tls_username = forms.CharField(max_length=255, required=False, label="TLS username",
+                                   help_text="The PSK identity; default: the file's first.")
+    groups = forms.CharField(required=False, label="Consistency groups",
+                             widget=forms.Textarea(attrs={"rows": 3}),
+                             help_text="One per line: group: export, export. Exports named "
+                                       "group/volume form groups by themselves.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        if editing:  # a system's driver is fixed: its volumes were found by it
+            self.fields["driver_type"].disabled = True
         self.style_widgets()
+
+    @classmethod
+    def initial_for(cls, system: RemoteSystem) -> dict:
+        settings = system.driver_settings
+        groups = "\n".join(f"{name}: {', '.join(exports)}"
+                           for name, exports in settings.get("groups", {}).items())
+        return {"name": system.name, "driver_type": system.driver_type,
+                "description": system.description, "groups": groups,
+                **{key: settings.get(key, "") for key in
+                   ("path", "uri", "tls_psk_file", "tls_certificates", "tls_username")}}
+
+    def clean_driver_type(self) -> str:
+        return self.cleaned_data["driver_type"] or DriverType.DIRECTORY
+
+    def clean_groups(self) -> dict[str, list[str]]:
+        groups = {}
+        for number, line in enumerate(self.cleaned_data["groups"].splitlines(), 1):
+            if not line.strip():
+                continue
+            name, colon, exports = line.partition(":")
+            names = [export.strip() for export in exports.split(",") if export.strip()]
+            if not colon or not name.strip() or not names:
+                raise forms.ValidationError(f"Line {number}: write group: export, export.")
+            groups[name.strip()] = names
+        return groups
+
+    def driver_settings(self) -> dict:
+        """The chosen driver's settings, as the service checks them."""
+        data = self.cleaned_data
+        kept = self.DRIVER_FIELDS[DriverType(data["driver_type"])]
+        return {key: data[key] for key in kept if data.get(key)}
 
 
 class HostForm(BootstrapMixin, forms.ModelForm):

@@ -60,6 +60,12 @@ class RemoteSystem(models.Model):
     def __str__(self):
         return self.name
 
+    @property
+    def address(self) -> str:
+        """Where its volumes are: a folder, or an NBD server's URI."""
+        settings = self.driver_settings or {}
+        return settings.get("path") or settings.get("uri") or ""
+
 
 class SourceGroup(models.Model):
     """A consistency group on a remote system: its volumes move and cut over together."""

@@ -20,6 +20,7 @@ from config.celery import app as celery_app
 from importer import audit, filters, forms, roles, services, states, ui
 from importer.errors import ActionNotAllowed, FerryError, ValidationError
 from importer.models import Host, ImportEvent, ImportSession, RemoteSystem, SystemStatus
+from importer.services import source_access
 
 PAGE_SIZE = 50
 SORTS = {"name": "name", "-name": "-name", "state": "state", "-state": "-state",
@@ -96,7 +97,9 @@ def _render_detail(request, pk):
     context = {"session": session, "events": events,
                "members": session.members.select_related(*_RELATED).order_by("name"),
                "rates": _rate_history(session),
-               "mappings": _mappings(session)}
+               "mappings": _mappings(session),
+               "source_access": source_access.describe(session),
+               "manual_step": source_access.manual_step(session)}
     template = "importer/session_detail.html"
     if request.htmx and not request.htmx.boosted:
         template += "#detail-panel"
@@ -351,24 +354,29 @@ def system_edit(request, pk=None):
     if not request.user.has_perm(roles.MANAGE_SYSTEMS):
         return _forbidden(request, "Only admins add or change remote systems.")
     system = get_object_or_404(RemoteSystem, pk=pk) if pk else None
-    initial = ({"name": system.name, "path": system.driver_settings.get("path", ""),
-                "description": system.description} if system else {})
-    form = forms.RemoteSystemForm(request.POST or None, initial=initial)
+    initial = forms.RemoteSystemForm.initial_for(system) if system else {}
+    form = forms.RemoteSystemForm(request.POST or None, initial=initial,
+                                  editing=system is not None)
     if request.method == "POST" and form.is_valid():
         actor = services.Actor.of(request)
+        driver_type = form.cleaned_data["driver_type"]
         try:
             saved = services.save_remote_system(
                 system.pk if system else None, name=form.cleaned_data["name"],
-                driver_settings={"path": form.cleaned_data["path"]},
+                driver_type=driver_type, driver_settings=form.driver_settings(),
                 description=form.cleaned_data["description"], actor=actor)
         except ValidationError as error:
+            # The driver's message names the setting; it shows under the main one.
+            main = forms.RemoteSystemForm.DRIVER_FIELDS[forms.DriverType(driver_type)][0]
             for field, problems in error.field_errors.items():
-                form.add_error("path" if field == "driver_settings" else
+                form.add_error(main if field == "driver_settings" else
                                field if field in form.fields else None, problems)
         else:
             _discover(request, saved)
             return redirect("importer:system-list")
-    return render(request, "importer/system_form.html", {"form": form, "system": system})
+    driver_fields = {str(kind): names for kind, names in form.DRIVER_FIELDS.items()}
+    return render(request, "importer/system_form.html",
+                  {"form": form, "system": system, "driver_fields": driver_fields})
 
 
 @login_required

@@ -63,7 +63,7 @@ def save_remote_system(system_id: int | None, *, name: str, driver_settings: dic
     name = (name or "").strip()
     errors = _name_errors(name, RemoteSystem.objects.exclude(pk=system.pk), "remote system")
     driver_settings = _valid_settings(system.driver_type, driver_settings, errors)
-    moved = _location(driver_settings) != _location(system.driver_settings)
+    moved = RemoteSystem(driver_settings=driver_settings).address != system.address
     if moved and system.import_sessions.filter(state__in=UNFINISHED).exists():
         errors.setdefault("driver_settings", []).append(
             f"The {'server' if system.driver_type == DriverType.NBD else 'folder'} cannot "
@@ -75,11 +75,6 @@ def save_remote_system(system_id: int | None, *, name: str, driver_settings: dic
     audit_change("change_remote_system", actor, f"remote system {name}",
                   {"driver_settings": driver_settings})
     return system
-
-
-def _location(driver_settings: dict) -> str | None:
-    """Where the system's volumes are: a folder, or an NBD server."""
-    return driver_settings.get("path") or driver_settings.get("uri")
 
 
 def _name_errors(name: str, others, what: str) -> dict[str, list[str]]:
@@ -330,7 +325,7 @@ def _criteria_after_online(source: SourceVolume | SourceGroup) -> str:
 
 
 def _mark_missing(queryset, system, **changes) -> None:
-    where = system.driver_settings.get("path", system.name)
+    where = system.address or system.name
     reason = f"Not found in {where} at the last discovery."
     queryset.update(importable_criteria=ImportableCriteria.OFFLINE, importable_reason=reason,
                     **changes)

@@ -65,3 +65,16 @@ def manual_step(session: ImportSession) -> str | None:
     if session.state == State.CANCELLED and session.source_unmap_confirmed_at:
         return remap_step(session)
     return None
+
+
+def describe(session: ImportSession) -> str:
+    """The truth about the source's host access, for the details page."""
+    if not is_manual(session):
+        return ("Revoked by Ferry while the destination is in use; restored on cancel."
+                if session.source_access_backup is not None else
+                "Ferry revokes it when the destination is enabled.")
+    if session.source_unmap_confirmed_at:
+        when = session.source_unmap_confirmed_at.strftime("%Y-%m-%d %H:%M UTC")
+        return (f"Not controlled by Ferry: {session.source_unmap_confirmed_by} confirmed "
+                f"the hosts were unmapped by hand ({when}).")
+    return "Not controlled by Ferry: unmap the hosts by hand before enabling the destination."

@@ -189,4 +189,18 @@
       localStorage.setItem("ferry-theme", next);
     });
   }
+
+  // The remote-system form shows the fields of the chosen driver only.
+  function showDriverFields(form) {
+    var select = form.querySelector("[name=driver_type]");
+    form.querySelectorAll("[data-driver]").forEach(function (field) {
+      field.hidden = field.dataset.driver !== select.value;
+    });
+  }
+  document.querySelectorAll(".ferry-system-form").forEach(function (form) {
+    showDriverFields(form);
+    form.querySelector("[name=driver_type]").addEventListener("change", function () {
+      showDriverFields(form);
+    });
+  });
 })();
