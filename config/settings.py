@@ -296,6 +296,9 @@ FERRY_DISCOVERY_SECONDS = env_int("FERRY_DISCOVERY_SECONDS", 120)
 FERRY_MAX_ACTIVE_IMPORTS = env_int("FERRY_MAX_ACTIVE_IMPORTS", 8)
 # How long Ferry waits for an NBD server's handshake (libnbd alone waits as long as TCP).
 FERRY_NBD_CONNECT_TIMEOUT = env_int("FERRY_NBD_CONNECT_TIMEOUT", 10)
+# `make run`'s demo NBD array: nbdkit serves the images in this folder on this socket.
+FERRY_DEMO_NBD_DIR = VAR_DIR / "nbd-demo"
+FERRY_DEMO_NBD_SOCKET = VAR_DIR / "run" / "nbd-demo.sock"
 # How often the scheduler checks that each remote system answers (connect, latency).
 FERRY_HEALTH_CHECK_SECONDS = env_int("FERRY_HEALTH_CHECK_SECONDS", 60)
 

@@ -1,10 +1,12 @@
-"""Run Ferry in one terminal: the web server, a Celery worker and the scheduler (beat).
+"""Run Ferry in one terminal: the web server, a Celery worker, the scheduler (beat) and,
+when nbdkit is installed, the demo NBD array.
 
 runferry supervises them: a child that dies is restarted, with a line in the log. Ctrl-C
 (or SIGTERM) reaches runferry alone, which stops the three and waits for them.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,8 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from importer import nbdlib
 
 # Seconds before restarting a child that keeps dying; one that ran STABLE_SECONDS starts over.
 RESTART_DELAYS = (1, 2, 5, 10, 30)
@@ -75,6 +79,7 @@ class Command(BaseCommand):
         warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), QUIET_WARNINGS]))
         env = {**os.environ, "PYTHONWARNINGS": warnings}
         children = [Child(name, command, env) for name, command in {
+            **self._nbd_demo(),
             "web": [sys.executable, "manage.py", "runserver", address, "--noreload"],
             "worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2",
                        *WORKER_OPTIONS, "--hostname=ferry@%h"],
@@ -95,6 +100,19 @@ class Command(BaseCommand):
                 time.sleep(0.2)
         finally:
             self._stop(children)
+
+    def _nbd_demo(self) -> dict[str, list[str]]:
+        """nbdkit serving the demo NBD array (seed_demo made its images), if installed."""
+        folder, sock = settings.FERRY_DEMO_NBD_DIR, settings.FERRY_DEMO_NBD_SOCKET
+        if not folder.is_dir():
+            return {}
+        if not shutil.which("nbdkit"):
+            self._log(f"no demo NBD array: nbdkit is not installed ({nbdlib.INSTALL_HINT})")
+            return {}
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        # nbdkit leaves its socket behind when stopped; a stale one stops the next start.
+        return {"nbd-demo": ["sh", "-c", f'rm -f "{sock}"; exec nbdkit --foreground '
+                             f'--exit-with-parent --unix "{sock}" file dir="{folder}"']}
 
     def _supervise(self, children: list[Child]) -> None:
         now = time.monotonic()

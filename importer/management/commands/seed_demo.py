@@ -1,12 +1,15 @@
-"""Create the demo remote system: real volumes (dense, sparse) and a 3-volume CG, on disk."""
+"""Create the demo remote systems: a folder of real volumes (dense, sparse) and a 3-volume
+CG, and an NBD array (nbdkit, started by runferry) with its own volumes and a 2-volume CG."""
 
 import os
+import shutil
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from importer import services
+from importer import nbdlib, services
+from importer.errors import InUse
 from importer.models import Host, RemoteSystem
 
 MiB = 1024 * 1024
@@ -21,6 +24,15 @@ DEMO_VOLUMES = {
     "cg-finance/journal.img": (32 * MiB, 32 * MiB, 1),
     "cg-finance/archive.img": (512 * MiB, 64 * MiB, 8),
 }
+DEMO_NBD_SYSTEM = "demo-nbd-array"
+# The NBD array's exports (nbdkit's file plugin serves each file by its name).
+DEMO_NBD_VOLUMES = {
+    "mail01": (96 * MiB, 96 * MiB, 1),
+    "vm-template": (512 * MiB, 32 * MiB, 4),
+    "erp-db": (128 * MiB, 64 * MiB, 2),
+    "erp-log": (32 * MiB, 32 * MiB, 1),
+}
+DEMO_NBD_GROUPS = {"erp": ["erp-db", "erp-log"]}
 DEMO_HOSTS = {"esx-prod-01": ("ESXi", ["iqn.1998-01.com.vmware:esx-prod-01"]),
               "db-linux-02": ("Linux", ["iqn.2005-03.org.open-iscsi:db-linux-02"])}
 
@@ -58,3 +70,31 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Demo remote system {DEMO_SYSTEM!r} at {root}: "
             f"{system.source_volumes.count()} volumes, {system.source_groups.count()} group."))
+        self._seed_nbd_array()
+
+    def _seed_nbd_array(self) -> None:
+        """The NBD array's images and its remote system; a worker discovers it once
+        runferry has started nbdkit on the socket."""
+        if not shutil.which("nbdkit") or not nbdlib.available():
+            self.stdout.write(self.style.WARNING(
+                f"No demo NBD array: it needs Debian's {nbdlib.DEBIAN_PACKAGES} "
+                f"({nbdlib.INSTALL_HINT}, which `make` does when run as root)."))
+            return
+        folder = Path(settings.FERRY_DEMO_NBD_DIR)
+        for name, (size, data, extents) in DEMO_NBD_VOLUMES.items():
+            if not (folder / name).exists():
+                write_volume(folder / name, size, data, extents)
+        uri = f"nbd+unix:///?socket={settings.FERRY_DEMO_NBD_SOCKET}"
+        system = RemoteSystem.objects.filter(name=DEMO_NBD_SYSTEM).first()
+        if system is None:
+            system = services.create_remote_system(
+                name=DEMO_NBD_SYSTEM, driver_type="nbd",
+                driver_settings={"uri": uri, "groups": DEMO_NBD_GROUPS},
+                description="Demo NBD array: nbdkit serving raw images.", actor=services.SYSTEM)
+        try:
+            services.request_discovery(system.pk, actor=services.SYSTEM)
+        except InUse:
+            pass  # one is queued already
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo NBD array {DEMO_NBD_SYSTEM!r} at {uri}: {len(DEMO_NBD_VOLUMES)} exports, "
+            f"discovered by the worker once runferry starts nbdkit."))
