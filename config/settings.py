@@ -263,12 +263,14 @@ SPECTACULAR_SETTINGS = {
         {"name": "remote-systems", "description": "Source arrays, and discovery"},
         {"name": "source-volumes"}, {"name": "source-groups"}, {"name": "hosts"},
         {"name": "volumes", "description": "Destination volumes"}, {"name": "volume-groups"},
+        {"name": "storage-nodes", "description": "Worker hosts and their pools"},
         {"name": "events", "description": "The audit log"},
         {"name": "auth", "description": "API tokens"},
     ],
     "ENUM_NAME_OVERRIDES": {
         "SessionStateEnum": "importer.models.STATE_CHOICES",
         "ResourceTypeEnum": "importer.models.DestinationType",
+        "NodeStatusEnum": "importer.models.NodeStatus",
     },
 }
 # How long an Idempotency-Key's first response is kept for replay.
