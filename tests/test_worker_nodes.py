@@ -35,7 +35,7 @@ def two_nodes(worker_settings, transactional_db, tmp_path, settings, request):
     run = uuid.uuid4().hex[:6]
     settings.FERRY_NODE_OFFLINE_SECONDS = 3
     workers = {}
-    for index, letter in enumerate("ab"):
+    for letter in "ab":
         name = f"node-{letter}-{run}"
         logs = tmp_path / f"logs-{name}"
         logs.mkdir()
