@@ -14,7 +14,9 @@ RUN pip install --no-cache-dir . \
     python manage.py collectstatic --noinput \
  && test -f staticfiles/staticfiles.json \
  && rm -rf /tmp/build
-RUN useradd --create-home ferry && mkdir -p /data && chown ferry /data
+# /pool is a worker's storage pool: a named volume mounted there starts with this owner, so
+# the worker (user ferry) can create destinations in it.
+RUN useradd --create-home ferry && mkdir -p /data /pool && chown ferry /data /pool
 USER ferry
 EXPOSE 8000
 CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi"]

@@ -6,7 +6,7 @@ import warnings
 
 from celery import Celery
 from celery.exceptions import CPendingDeprecationWarning
-from celery.signals import after_setup_logger, worker_ready
+from celery.signals import after_setup_logger, worker_ready, worker_shutdown
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -32,6 +32,23 @@ def quiet_a_settled_deprecation(**_kwargs):
     warnings.filterwarnings(
         "ignore", r"(?s).*worker_cancel_long_running_tasks_on_connection_loss",
         CPendingDeprecationWarning)
+
+
+@worker_ready.connect
+def report_this_storage_node(**_kwargs):
+    """Each worker is a storage node: it registers with its pool, then reports on a
+    heartbeat (importer.nodeagent). It consumes its node's queue and the shared one
+    (CELERY_TASK_QUEUES in settings)."""
+    from importer import nodeagent
+
+    nodeagent.start()
+
+
+@worker_shutdown.connect
+def stop_this_storage_node(**_kwargs):
+    from importer import nodeagent
+
+    nodeagent.stop()
 
 
 class RedisChannel(kombu_redis.Channel):

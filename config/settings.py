@@ -1,12 +1,14 @@
 """Ferry settings: one file, every knob an environment variable (documented in README)."""
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -261,12 +263,14 @@ SPECTACULAR_SETTINGS = {
         {"name": "remote-systems", "description": "Source arrays, and discovery"},
         {"name": "source-volumes"}, {"name": "source-groups"}, {"name": "hosts"},
         {"name": "volumes", "description": "Destination volumes"}, {"name": "volume-groups"},
+        {"name": "storage-nodes", "description": "Worker hosts and their pools"},
         {"name": "events", "description": "The audit log"},
         {"name": "auth", "description": "API tokens"},
     ],
     "ENUM_NAME_OVERRIDES": {
         "SessionStateEnum": "importer.models.STATE_CHOICES",
         "ResourceTypeEnum": "importer.models.DestinationType",
+        "NodeStatusEnum": "importer.models.NodeStatus",
     },
 }
 # How long an Idempotency-Key's first response is kept for replay.
@@ -288,8 +292,24 @@ LOGGING = {
 FERRY_SOURCE_ROOTS = [
     Path(p) for p in env_list("FERRY_SOURCE_ROOTS", str(VAR_DIR / "sources"))
 ]
-# Where destination volumes (sparse files) are created.
+# Where destination volumes (sparse files) are created: this storage node's pool.
 FERRY_POOL_DIR = Path(env_str("FERRY_POOL_DIR", str(VAR_DIR / "pool")))
+# This process's storage node (only a worker acts as one): its name, and the Celery queue
+# that its worker consumes besides the shared one. One name, one pool: two workers that
+# share a name must share the pool too.
+FERRY_NODE_NAME = env_str("FERRY_NODE_NAME", "node-1").strip()
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", FERRY_NODE_NAME):
+    raise ImproperlyConfigured(
+        f"FERRY_NODE_NAME must be 1 to 64 letters, digits, '.', '_' or '-' (starting with a "
+        f"letter or digit), not {FERRY_NODE_NAME!r}")
+FERRY_NODE_QUEUE = f"ferry.node.{FERRY_NODE_NAME}"
+# A worker reports its node's health and free space this often; a node not heard from
+# for FERRY_NODE_OFFLINE_SECONDS is Offline: no new import goes to it.
+FERRY_NODE_HEARTBEAT_SECONDS = env_int("FERRY_NODE_HEARTBEAT_SECONDS", 10)
+FERRY_NODE_OFFLINE_SECONDS = env_int("FERRY_NODE_OFFLINE_SECONDS",
+                                     3 * FERRY_NODE_HEARTBEAT_SECONDS)
+# A pool with less free space than this is full: its node is Unhealthy.
+FERRY_POOL_MIN_FREE_BYTES = env_int("FERRY_POOL_MIN_FREE_BYTES", 1024 * 1024 * 1024)
 # How long a discovery job may run before the system is marked unreachable.
 FERRY_DISCOVERY_SECONDS = env_int("FERRY_DISCOVERY_SECONDS", 120)
 # How many imports may hold a slot (set up and not yet finished) at once.
@@ -334,6 +354,17 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TIMEZONE = TIME_ZONE
+# A worker consumes every queue listed here unless -Q says otherwise: the shared queue
+# (discovery, the scheduler's tick) and its own node's (the jobs of the sessions whose
+# destinations are in its pool). Derived from FERRY_NODE_NAME here, so `celery worker`,
+# runferry and docker-compose need no -Q that could disagree with the node's name. Each
+# queue has its own exchange and routing key: Celery would bind a bare Queue to the
+# default ones, and every shared message would reach every node's queue too.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (CELERY_TASK_DEFAULT_QUEUE, FERRY_NODE_QUEUE)
+]
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {
         "task": "importer.tasks.scheduler_tick_task",

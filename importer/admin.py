@@ -20,6 +20,7 @@ from importer.models import (
     RemoteSystem,
     SourceGroup,
     SourceVolume,
+    StorageNode,
     Volume,
     VolumeGroup,
 )
@@ -38,7 +39,7 @@ _PROGRESS_FIELDS = ("state", "progress_percentage", "copied_bytes", "total_bytes
 # import, and the services own the rest (modify_schedule, force cancel), so it is read-only.
 _SETUP_FIELDS = ("name", "type", "parent_session", "remote_system", "source_volume",
                  "source_group", "destination_resource_type", "destination_volume",
-                 "destination_volume_group", "hosts", "automatic_cutover",
+                 "destination_volume_group", "storage_node", "hosts", "automatic_cutover",
                  "scheduled_timestamp", "throttle_bytes_per_second", "force_cancel")
 
 
@@ -121,7 +122,8 @@ class ImportSessionAdmin(admin.ModelAdmin):
     list_display = ("name", "state", "progress_percentage", "source", "remote_system",
                     "destination_resource_type", "parent_session", "last_update_timestamp")
     list_filter = ("state", "destination_resource_type",
-                   ("parent_session", admin.EmptyFieldListFilter), "remote_system")
+                   ("parent_session", admin.EmptyFieldListFilter), "remote_system",
+                   "storage_node")
     search_fields = ("name", "description", "source_volume__name", "source_group__name")
     list_select_related = ("remote_system", "parent_session", "source_volume",
                            "source_group")
@@ -129,7 +131,7 @@ class ImportSessionAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "description", "type", "parent_session")}),
         ("Source and destination", {"fields": (
             "remote_system", "source_volume", "source_group", "destination_resource_type",
-            "destination_volume", "destination_volume_group", "hosts")}),
+            "destination_volume", "destination_volume_group", "storage_node", "hosts")}),
         ("Options", {"fields": ("automatic_cutover", "scheduled_timestamp",
                                 "throttle_bytes_per_second", "force_cancel")}),
         ("Progress", {"fields": _PROGRESS_FIELDS}),
@@ -183,6 +185,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StorageNode)
+class StorageNodeAdmin(admin.ModelAdmin):
+    """Nodes register and report themselves: nothing to add or change here. A node taken
+    out of service can be deleted once no session or destination refers to it."""
+
+    list_display = ("name", "health", "hostname", "pool_path", "free_bytes", "used_bytes",
+                    "last_heartbeat")
+    search_fields = ("name", "hostname", "pool_path")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 
@@ -358,13 +376,15 @@ class HostVolumeMappingInline(admin.TabularInline):
 
 @admin.register(Volume)
 class VolumeAdmin(admin.ModelAdmin):
-    list_display = ("name", "size", "location", "is_read_only", "volume_group", "created")
-    list_filter = ("is_read_only", "volume_group")
+    list_display = ("name", "size", "location", "storage_node", "is_read_only",
+                    "volume_group", "created")
+    list_filter = ("is_read_only", "storage_node", "volume_group")
     search_fields = ("name", "location")
-    list_select_related = ("volume_group",)
+    list_select_related = ("volume_group", "storage_node")
     # Destinations are created and enabled by an import's setup; the mover writes to
     # ``location``, so pointing it elsewhere from here would write over another file.
-    readonly_fields = ("size", "location", "is_read_only", "volume_group", "created")
+    readonly_fields = ("size", "location", "storage_node", "is_read_only", "volume_group",
+                       "created")
     inlines = [HostVolumeMappingInline]
 
     def has_add_permission(self, request):

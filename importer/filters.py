@@ -80,6 +80,7 @@ class EndDateTimeFilter(DateTimeFilter):
 
 class ImportSessionFilter(django_filters.FilterSet):
     remote_system = IdFilter()
+    storage_node = IdFilter(help_text="Sessions whose destinations are on this storage node.")
     parent_session = IdFilter()
     state = django_filters.MultipleChoiceFilter(
         choices=STATE_CHOICES, distinct=False,  # no join, so no duplicates to remove
@@ -97,7 +98,7 @@ class ImportSessionFilter(django_filters.FilterSet):
 
     class Meta:
         model = ImportSession
-        fields = ["state", "type", "remote_system", "parent_session",
+        fields = ["state", "type", "remote_system", "storage_node", "parent_session",
                   "destination_resource_type", "name", "top_level", "q"]
 
     def filter_q(self, queryset, name, value):

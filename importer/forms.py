@@ -14,7 +14,9 @@ from importer.models import (
     RemoteSystem,
     SourceGroup,
     SourceVolume,
+    StorageNode,
 )
+from importer.ui import human_bytes
 
 MB = 1000 * 1000
 
@@ -36,9 +38,15 @@ STEP_FIELDS = {
     "system": ("remote_system",),
     "resources": ("resources",),
     "hosts": ("hosts",),
-    "options": ("name", "schedule", "scheduled_at", "automatic_cutover", "throttle_mbps"),
+    "options": ("name", "schedule", "scheduled_at", "automatic_cutover", "throttle_mbps",
+                "storage_node"),
     "review": (),
 }
+
+
+class NodeChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, node):
+        return f"{node.name} ({node.health}, {human_bytes(node.free_bytes)} free)"
 
 
 class ImportWizardForm(BootstrapMixin, forms.Form):
@@ -58,6 +66,10 @@ class ImportWizardForm(BootstrapMixin, forms.Form):
     automatic_cutover = forms.BooleanField(required=False)
     throttle_mbps = forms.IntegerField(required=False, min_value=2, label="Bandwidth limit (MB/s)",
                                        help_text="Leave empty for no limit.")
+    storage_node = NodeChoiceField(
+        StorageNode.objects.order_by("name"), required=False,
+        empty_label="Automatic: the node with the most room",
+        help_text="Where the destination lives (a consistency group's all on one node).")
 
     def __init__(self, *args, step: str = "system", system_id=None, **kwargs):
         super().__init__(*args, **kwargs)

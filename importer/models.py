@@ -67,6 +67,73 @@ class RemoteSystem(models.Model):
         return settings.get("path") or settings.get("uri") or ""
 
 
+class NodeStatus(models.TextChoices):
+    HEALTHY = "Healthy", "Healthy"
+    UNHEALTHY = "Unhealthy", "Unhealthy"
+    OFFLINE = "Offline", "Offline"
+
+
+NODE_TONES = {NodeStatus.HEALTHY: "success", NodeStatus.UNHEALTHY: "danger",
+              NodeStatus.OFFLINE: "neutral"}
+
+
+class StorageNode(models.Model):
+    """A worker host with its own pool: the destinations of the sessions on it live there,
+    and their jobs run there (its own Celery queue). It reports itself (services.nodes)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    queue = models.CharField(max_length=100, help_text="The Celery queue its worker consumes.")
+    hostname = models.CharField(max_length=255, blank=True)
+    version = models.CharField(max_length=32, blank=True)
+    pool_path = models.CharField(max_length=1000)
+    capacity_bytes = models.BigIntegerField(default=0)
+    free_bytes = models.BigIntegerField(default=0)
+    used_bytes = models.BigIntegerField(default=0, help_text="Allocated by Ferry's destinations.")
+    status = models.CharField(max_length=16, choices=NodeStatus.choices,
+                              default=NodeStatus.HEALTHY)
+    status_message = models.CharField(max_length=500, blank=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_online(self) -> bool:
+        """Heard from within FERRY_NODE_OFFLINE_SECONDS (a killed worker stops beating)."""
+        if self.status == NodeStatus.OFFLINE or self.last_heartbeat is None:
+            return False
+        silence = timezone.now() - self.last_heartbeat
+        return silence <= timedelta(seconds=settings.FERRY_NODE_OFFLINE_SECONDS)
+
+    @property
+    def health(self) -> str:
+        """What the dashboard and the API show: Offline once its heartbeats stop."""
+        return self.status if self.is_online else NodeStatus.OFFLINE
+
+    @property
+    def health_message(self) -> str:
+        if self.is_online or self.status == NodeStatus.OFFLINE:
+            return self.status_message
+        heard = self.last_heartbeat.isoformat(timespec="seconds") if self.last_heartbeat \
+            else "never"
+        return f"No heartbeat since {heard}: is its worker running?"
+
+    @property
+    def tone(self) -> str:
+        return NODE_TONES[NodeStatus(self.health)]
+
+    @property
+    def used_percentage(self) -> int:
+        """How full its pool's file system is (anyone's files), for the capacity bar."""
+        if not self.capacity_bytes:
+            return 0
+        return round(100 * (self.capacity_bytes - self.free_bytes) / self.capacity_bytes)
+
+
 class SourceGroup(models.Model):
     """A consistency group on a remote system: its volumes move and cut over together."""
 
@@ -163,6 +230,8 @@ class Volume(models.Model):
     size = models.BigIntegerField()
     location = models.CharField(max_length=1000, help_text="Path of the file in the pool.")
     is_read_only = models.BooleanField(default=True)
+    storage_node = models.ForeignKey(StorageNode, on_delete=models.PROTECT, null=True,
+                                     blank=True, related_name="volumes")
     volume_group = models.ForeignKey(VolumeGroup, on_delete=models.SET_NULL, null=True,
                                      blank=True, related_name="volumes")
     hosts = models.ManyToManyField(Host, through="HostVolumeMapping", related_name="volumes",
@@ -224,6 +293,10 @@ class ImportSession(models.Model):
     parent_session = models.ForeignKey("self", on_delete=models.CASCADE, null=True,
                                        blank=True, related_name="members")
     hosts = models.ManyToManyField(Host, blank=True, related_name="import_sessions")
+    # Where the destination lives and the jobs run; a group's members share their group's.
+    # None: created before storage nodes, its jobs go to the shared queue.
+    storage_node = models.ForeignKey(StorageNode, on_delete=models.PROTECT, null=True,
+                                     blank=True, related_name="import_sessions")
 
     state = models.CharField(max_length=32, choices=STATE_CHOICES, db_index=True)
     progress_percentage = models.PositiveSmallIntegerField(default=0)

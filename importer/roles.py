@@ -12,13 +12,15 @@ MANAGE_SYSTEMS = "importer.change_remotesystem"
 MANAGE_HOSTS = "importer.change_host"
 
 _READ_MODELS = ["remotesystem", "sourcevolume", "sourcegroup", "host", "volume",
-                "volumegroup", "hostvolumemapping", "importsession", "importevent"]
+                "volumegroup", "hostvolumemapping", "importsession", "importevent",
+                "storagenode"]
 _VIEW = [f"view_{model}" for model in _READ_MODELS]
 _OPERATE = [*_VIEW, "operate_importsession", "add_importsession",
             "change_importsession"]
 _ADMIN = [*_OPERATE, "force_cancel_importsession", "delete_importsession",
           *(f"{verb}_{model}" for verb in ("add", "change", "delete")
-            for model in ("remotesystem", "host", "hostvolumemapping"))]
+            for model in ("remotesystem", "host", "hostvolumemapping")),
+          "delete_storagenode"]  # a node taken out of service, once nothing refers to it
 
 ROLE_PERMISSIONS = {VIEWER: _VIEW, OPERATOR: _OPERATE, ADMIN: _ADMIN}
 

@@ -20,6 +20,7 @@ urlpatterns = [
     path("remote-systems/<int:pk>/edit/", views.system_edit, name="system-edit"),
     path("remote-systems/<int:pk>/delete/", views.system_delete, name="system-delete"),
     path("remote-systems/<int:pk>/discover/", views.system_discover, name="system-discover"),
+    path("storage-nodes/", views.node_list, name="node-list"),
     path("hosts/", views.host_list, name="host-list"),
     path("hosts/new/", views.host_edit, name="host-create"),
     path("hosts/<int:pk>/edit/", views.host_edit, name="host-edit"),

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection, transaction
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, Q
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,8 +19,17 @@ from django_htmx.http import HttpResponseClientRedirect, reswap, trigger_client_
 from config.celery import app as celery_app
 from importer import audit, filters, forms, roles, services, states, ui
 from importer.errors import ActionNotAllowed, FerryError, ValidationError
-from importer.models import Host, ImportEvent, ImportSession, RemoteSystem, SystemStatus
+from importer.models import (
+    Host,
+    ImportEvent,
+    ImportSession,
+    RemoteSystem,
+    StorageNode,
+    SystemStatus,
+)
 from importer.services import source_access
+from importer.services.nodes import available_bytes, reserved_bytes
+from importer.states import UNFINISHED
 
 PAGE_SIZE = 50
 SORTS = {"name": "name", "-name": "-name", "state": "state", "-state": "-state",
@@ -28,7 +37,7 @@ SORTS = {"name": "name", "-name": "-name", "state": "state", "-state": "-state",
          "updated": "last_update_timestamp", "-updated": "-last_update_timestamp",
          "progress": "progress_percentage", "-progress": "-progress_percentage"}
 _RELATED = ("remote_system", "source_volume", "source_group", "destination_volume",
-            "destination_volume_group")
+            "destination_volume_group", "storage_node")
 
 
 def _sessions():
@@ -54,6 +63,8 @@ def session_list(request):
     context = {"page": page, "chosen_states": chosen.get("state") or [],
                "query": chosen.get("q") or "", "sort": sort,
                "all_states": states.STATES.values(), "filters": _filters(request),
+               "nodes": list(StorageNode.objects.values_list("pk", "name")),
+               "chosen_node": chosen.get("storage_node"),
                "bulk_menu": ui.bulk_menu()}
     template = "importer/session_list.html"
     if request.htmx and not request.htmx.boosted:
@@ -239,7 +250,8 @@ def healthz(request):
 # --- Create import wizard --------------------------------------------------------------------
 
 _FIELD_STEPS = {"name": "options", "source_resource_id": "resources", "host_ids": "hosts",
-                "scheduled_timestamp": "options", "throttle_bytes_per_second": "options"}
+                "scheduled_timestamp": "options", "throttle_bytes_per_second": "options",
+                "storage_node": "options"}
 _FORM_FIELDS = {"source_resource_id": "resources", "host_ids": "hosts",
                 "scheduled_timestamp": "scheduled_at",
                 "throttle_bytes_per_second": "throttle_mbps"}
@@ -283,7 +295,9 @@ def _create_imports(request, form):
                 host_ids=[host.pk for host in data["hosts"]],
                 automatic_cutover=data["automatic_cutover"],
                 scheduled_timestamp=form.scheduled_timestamp,
-                throttle_bytes_per_second=form.throttle_bytes_per_second, actor=actor)
+                throttle_bytes_per_second=form.throttle_bytes_per_second,
+                storage_node_id=data["storage_node"].pk if data["storage_node"] else None,
+                actor=actor)
                 for rid in resources]
     except ValidationError as error:
         first = next(iter(error.field_errors))
@@ -323,7 +337,10 @@ def _review(request, form) -> dict:
     names = dict(forms.resource_choices(data.get("remote_system")))
     hosts = Host.objects.filter(pk__in=[h for h in data.getlist("hosts") if h.isdigit()])
     later = data.get("schedule") == "later"
-    return {"system": system, "resources": [names.get(r, r) for r in data.getlist("resources")],
+    node_id = data.get("storage_node", "")
+    node = StorageNode.objects.filter(pk=node_id).first() if node_id.isdigit() else None
+    return {"storage_node": node.name if node else "automatic: the node with the most room",
+            "system": system, "resources": [names.get(r, r) for r in data.getlist("resources")],
             "hosts": [host.name for host in hosts], "name": data.get("name", ""),
             "start": f"{data.get('scheduled_at')} UTC" if later else "now",
             "automatic_cutover": bool(data.get("automatic_cutover")),
@@ -437,6 +454,27 @@ def host_edit(request, pk=None):
             messages.success(request, f"Saved host {saved.name}.")
             return redirect("importer:host-list")
     return render(request, "importer/host_form.html", {"form": form, "host": host})
+
+
+# --- Storage nodes ---------------------------------------------------------------------------
+
+@login_required
+@require_GET
+def node_list(request):
+    """Worker hosts and their pools; polled, since heartbeats change what it shows."""
+    nodes = StorageNode.objects.annotate(
+        session_count=Count("import_sessions", filter=Q(
+            import_sessions__parent_session__isnull=True)),
+        unfinished_count=Count("import_sessions", filter=Q(
+            import_sessions__parent_session__isnull=True,
+            import_sessions__state__in=UNFINISHED))).order_by("name")
+    reserved = reserved_bytes()
+    for node in nodes:
+        node.available_bytes = available_bytes(node, reserved)
+    template = "importer/storage_node_list.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#node-table"
+    return _htmx_response(request, render(request, template, {"nodes": nodes}))
 
 
 # --- Events: the audit log -------------------------------------------------------------------

@@ -17,6 +17,7 @@ from importer.models import (
     RemoteSystem,
     SourceGroup,
     SourceVolume,
+    StorageNode,
 )
 from importer.services import dispatch
 from importer.states import State
@@ -73,6 +74,34 @@ def enqueued(request, monkeypatch) -> list[tuple]:
         monkeypatch.setattr(dispatch, "send",
                             lambda name, *args, **_options: jobs.append((name, *args)) or True)
     return jobs
+
+
+# --- Storage nodes -------------------------------------------------------------------------
+
+_DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences",
+                      "django_db_serialized_rollback"}
+TiB = 1024 ** 4
+
+
+@pytest.fixture(autouse=True)
+def storage_node(request, settings):
+    """This process's storage node, healthy and just heard from, as its worker registers it
+    at start: every import needs a node. Only for tests that use the database."""
+    uses_database = (request.node.get_closest_marker("django_db")
+                     or _DATABASE_FIXTURES & set(request.fixturenames))
+    if not uses_database:
+        return None
+    request.getfixturevalue("_django_db_helper")  # the test's own database setup, first
+    return make_node(settings.FERRY_NODE_NAME)
+
+
+def make_node(name: str, *, free_bytes: int = TiB, **fields) -> StorageNode:
+    from django.utils import timezone
+
+    values = {"queue": f"ferry.node.{name}", "pool_path": f"/pools/{name}",
+              "capacity_bytes": 2 * TiB, "free_bytes": free_bytes, "status": "Healthy",
+              "last_heartbeat": timezone.now(), **fields}
+    return StorageNode.objects.update_or_create(name=name, defaults=values)[0]
 
 
 # --- Users ---------------------------------------------------------------------------------

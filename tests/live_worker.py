@@ -41,8 +41,8 @@ def purge_broker() -> None:
 
 
 class LiveWorker:
-    def __init__(self, log_dir: Path, environment: dict[str, str]):
-        self.log_dir = log_dir
+    def __init__(self, log_dir: Path, environment: dict[str, str], name: str = "test"):
+        self.log_dir, self.name = log_dir, name  # name: unique among the test's workers
         self.env = {**os.environ, **environment, "DATABASE_URL": database_url(),
                     "PYTHONUNBUFFERED": "1"}
         self.processes: list[subprocess.Popen] = []
@@ -62,7 +62,7 @@ class LiveWorker:
         self.worker = self._spawn(f"worker-{self.generation}", [
             "worker", "--loglevel=INFO", "--concurrency=2", "--without-heartbeat",
             "--without-gossip", "--without-mingle",
-            f"--hostname=test{self.generation}-{os.getpid()}@%h"])
+            f"--hostname={self.name}{self.generation}-{os.getpid()}@%h"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if "ready." in log.read_text(errors="replace"):

@@ -15,6 +15,7 @@ import time
 
 import kombu.pools
 import pytest
+import yaml
 
 from importer.models import ImportSession
 from tests.conftest import (
@@ -147,9 +148,12 @@ WORKER_OPTIONS = ("--without-heartbeat", "--without-gossip", "--without-mingle")
 def test_runferry_docker_compose_and_this_test_run_the_worker_with_the_same_options():
     from importer.management.commands import runferry
 
-    compose = (ROOT / "docker-compose.yml").read_text()
-    worker_command = compose.split("\n  worker:", 1)[1].split("command:", 1)[1].split("\n")[0]
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    workers = {name: service["command"] for name, service in services.items()
+               if name.startswith("worker")}
+    assert len(workers) == 2  # two storage nodes
     for option in WORKER_OPTIONS:
-        assert option in worker_command, f"docker-compose's worker lacks {option}"
+        for name, command in workers.items():
+            assert option in command, f"docker-compose's {name} lacks {option}"
         assert option in runferry.WORKER_OPTIONS
         assert f'"{option}"' in inspect.getsource(LiveWorker.start_worker)

@@ -13,9 +13,11 @@ from importer.models import (
     HostOsType,
     ImportEvent,
     ImportSession,
+    NodeStatus,
     RemoteSystem,
     SourceGroup,
     SourceVolume,
+    StorageNode,
     Volume,
     VolumeGroup,
 )
@@ -138,7 +140,7 @@ class VolumeSerializer(serializers.ModelSerializer):
     class Meta:
         model = Volume
         fields = ["id", "name", "size", "location", "is_read_only", "is_enabled",
-                  "volume_group", "hosts", "created"]
+                  "volume_group", "storage_node", "hosts", "created"]
 
 
 class VolumeGroupSerializer(serializers.ModelSerializer):
@@ -147,6 +149,22 @@ class VolumeGroupSerializer(serializers.ModelSerializer):
     class Meta:
         model = VolumeGroup
         fields = ["id", "name", "volumes", "created"]
+
+
+class StorageNodeSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(
+        source="health", choices=NodeStatus.choices, read_only=True,
+        help_text="Offline once no heartbeat came for FERRY_NODE_OFFLINE_SECONDS.")
+    status_message = serializers.CharField(source="health_message", read_only=True)
+    unfinished_sessions = serializers.IntegerField(
+        read_only=True, help_text="Unfinished volume sessions (and group members) on it.")
+
+    class Meta:
+        model = StorageNode
+        fields = ["id", "name", "queue", "hostname", "version", "pool_path",
+                  "capacity_bytes", "free_bytes", "used_bytes", "status", "status_message",
+                  "last_heartbeat", "unfinished_sessions", "created"]
+        read_only_fields = fields
 
 
 # --- Import sessions --------------------------------------------------------------------------
@@ -177,7 +195,7 @@ class MemberSessionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ImportSession
         fields = ["id", "name", "description", "type", "state", "state_label",
-                  "allowed_actions", "remote_system", "source_resource_id",
+                  "allowed_actions", "remote_system", "storage_node", "source_resource_id",
                   "source_resource_type", "destination_resource_id",
                   "destination_resource_type", "parent_session", "host_ids",
                   "progress_percentage", "copied_bytes", "total_bytes",
@@ -239,6 +257,10 @@ class ImportSessionCreateSerializer(serializers.Serializer):
     throttle_bytes_per_second = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=1,
         max_value=2**62, help_text="Bytes per second, at least 1 MiB; null for no limit.")
+    storage_node = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=MAX_ID,
+        help_text="The storage node for the destination (a group's all on it): online, "
+                  "healthy, with room. Null: the node with the most room.")
 
 
 class ImportSessionUpdateSerializer(serializers.Serializer):

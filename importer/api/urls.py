@@ -15,6 +15,7 @@ router.register("source-groups", views.SourceGroupViewSet, basename="source-grou
 router.register("hosts", views.HostViewSet, basename="host")
 router.register("volumes", views.VolumeViewSet, basename="volume")
 router.register("volume-groups", views.VolumeGroupViewSet, basename="volume-group")
+router.register("storage-nodes", views.StorageNodeViewSet, basename="storage-node")
 router.register("import-sessions", views.ImportSessionViewSet, basename="import-session")
 router.register("events", views.ImportEventViewSet, basename="event")
 

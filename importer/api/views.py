@@ -1,6 +1,6 @@
 """The REST API (/api/v1/). Every write goes through importer.services, like the dashboard."""
 
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, Q
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from knox.views import LoginView as KnoxLoginView
 from knox.views import LogoutAllView, LogoutView
@@ -23,10 +23,11 @@ from importer.models import (
     RemoteSystem,
     SourceGroup,
     SourceVolume,
+    StorageNode,
     Volume,
     VolumeGroup,
 )
-from importer.states import Action
+from importer.states import UNFINISHED, Action
 
 
 class FerryViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
@@ -163,6 +164,19 @@ class VolumeGroupViewSet(ReadOnlyViewSet):
     ordering_fields = ["id", "name", "created"]
 
 
+class StorageNodeViewSet(ReadOnlyViewSet):
+    """Worker hosts, each with its own pool: an import's destination lives on one of them.
+    They register and report themselves; nothing here changes them."""
+
+    queryset = StorageNode.objects.annotate(unfinished_sessions=Count(
+        "import_sessions", filter=Q(import_sessions__state__in=UNFINISHED,
+                                    import_sessions__source_volume__isnull=False)))
+    serializer_class = api.StorageNodeSerializer
+    filterset_fields = ["name"]
+    ordering_fields = ["id", "name", "free_bytes", "last_heartbeat"]
+    ordering = ["name"]
+
+
 # --- Import sessions --------------------------------------------------------------------------
 
 _ACTION_BODIES = {**{name: api.ForceSerializer for name in states.FORCEABLE_ACTIONS},
@@ -225,7 +239,8 @@ class ImportSessionViewSet(mixins.DestroyModelMixin, ReadOnlyViewSet):
             source_resource_id=data["source_resource_id"], host_ids=data["host_ids"],
             automatic_cutover=data["automatic_cutover"],
             scheduled_timestamp=data["scheduled_timestamp"],
-            throttle_bytes_per_second=data["throttle_bytes_per_second"], actor=self.actor())
+            throttle_bytes_per_second=data["throttle_bytes_per_second"],
+            storage_node_id=data["storage_node"], actor=self.actor())
         return Response(self.get_serializer(self.get_queryset().get(pk=session.pk)).data,
                         status=status.HTTP_201_CREATED)
 

@@ -20,7 +20,7 @@ from importer.models import (
     SourceGroup,
     SourceVolume,
 )
-from importer.services import dispatch
+from importer.services import dispatch, nodes
 from importer.services.common import NAME_MAX, Actor
 from importer.services.transitions import record
 from importer.states import UNFINISHED, State
@@ -35,8 +35,10 @@ def create_import(*, name: str, source_resource_id, actor: Actor, description: s
                   remote_system_id: int | None = None, host_ids=(),
                   automatic_cutover: bool = False,
                   scheduled_timestamp: datetime | None = None,
-                  throttle_bytes_per_second: int | None = None) -> ImportSession:
-    """Create a volume session, or a group session with one member per volume."""
+                  throttle_bytes_per_second: int | None = None,
+                  storage_node_id: int | None = None) -> ImportSession:
+    """Create a volume session, or a group session with one member per volume, on
+    ``storage_node_id`` or, without one, on the node with the most room (services.nodes)."""
     actor.require(roles.OPERATE, "create imports")
     name = (name or "").strip()
     errors = check_import_options(name, scheduled_timestamp, throttle_bytes_per_second)
@@ -46,6 +48,8 @@ def create_import(*, name: str, source_resource_id, actor: Actor, description: s
         volumes = _importable_volumes(source, errors) if source else []
         if source and not errors:
             _check_names(name, source, volumes, errors)
+        if source:  # a group's destinations all live on one node: it cuts over as one
+            node = nodes.choose_node(storage_node_id, sum(v.size for v in volumes), errors)
         if errors:
             raise ValidationError(errors)
         now = timezone.now()
@@ -54,7 +58,8 @@ def create_import(*, name: str, source_resource_id, actor: Actor, description: s
         common = {"description": description, "remote_system_id": source.remote_system_id,
                   "automatic_cutover": automatic_cutover, "state": state,
                   "scheduled_timestamp": scheduled_timestamp,
-                  "throttle_bytes_per_second": throttle_bytes_per_second}
+                  "throttle_bytes_per_second": throttle_bytes_per_second,
+                  "storage_node": node}
         session = _create_session(name, source, volumes, hosts, common, actor)
         dispatch.tick_on_commit()
     return session
@@ -209,7 +214,8 @@ def _create_session(name, source, volumes, hosts, common, actor) -> ImportSessio
             {"name": [f"An import session named {name} already exists."]}) from None
     session.hosts.set(hosts)
     for created in (session, *members):
-        record(created, "create", actor, "", created.state)
+        record(created, "create", actor, "", created.state,
+               details={"storage_node": created.storage_node.name})
     _set_criteria(volumes, source, ImportableCriteria.IN_PROGRESS)
     return session
 

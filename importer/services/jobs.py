@@ -107,7 +107,8 @@ def _create_destination(session: ImportSession, size: int) -> Volume:
     location = pool.create_volume_file(name, size)
     volume, _ = Volume.objects.update_or_create(
         name=name, defaults={"size": size, "location": str(location), "is_read_only": True,
-                             "volume_group": _destination_group(session)})
+                             "volume_group": _destination_group(session),
+                             "storage_node_id": session.storage_node_id})
     hosts = (session.parent_session or session).hosts.all()
     for host in hosts:
         lun = HostVolumeMapping.objects.filter(host=host).count()

@@ -35,20 +35,25 @@ def acquire(session_id: int, job: Job, lease_id: str, *, handoff: str | None = N
             wait: float = 0.0) -> bool:
     """Take the lease for ``job``: free, expired, or handed over by the previous slice.
 
-    Waits up to ``wait`` seconds for another job (a copy asked to stop) to let go.
+    Waits up to ``wait`` seconds for another job (a copy asked to stop) to let go. Only on
+    the session's own storage node: elsewhere its destination is not in the pool, so a job
+    that reached another node's worker is left for the scheduler to send to the right one.
     """
     deadline = time.monotonic() + wait
+    mine = Q(storage_node__isnull=True) | Q(storage_node__name=settings.FERRY_NODE_NAME)
     while True:
         now = timezone.now()
         claimable = Q(lease_owner="") | Q(lease_expires_at__lt=now)
         if handoff:
             claimable |= Q(lease_owner=handoff)
-        taken = ImportSession.objects.filter(claimable, pk=session_id, pending_job=job).update(
+        taken = ImportSession.objects.filter(
+            claimable, mine, pk=session_id, pending_job=job).update(
             lease_owner=lease_id, lease_expires_at=now + period(),
             job_attempts=F("job_attempts") + 1)
         if taken:
             return True
-        still_pending = ImportSession.objects.filter(pk=session_id, pending_job=job).exists()
+        still_pending = ImportSession.objects.filter(
+            mine, pk=session_id, pending_job=job).exists()
         if not still_pending or time.monotonic() >= deadline:
             return False
         time.sleep(POLL_SECONDS)
