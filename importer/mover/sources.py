@@ -251,6 +251,7 @@ class NbdSource(Source):
         while in_flight:
             handle.poll(POLL_MS)
             if cancel.is_set():
+                self._drain(handle)
                 raise _Cancelled
             now_in_flight = handle.aio_in_flight()
             if now_in_flight < in_flight:
@@ -260,6 +261,16 @@ class NbdSource(Source):
         for cookie in cookies:
             handle.aio_command_completed(cookie)  # raises the server's error, if any
         return handle
+
+    def _drain(self, handle) -> None:
+        """Let the requests in flight finish before the copy lets go of their buffer. Closing
+        a connection in the middle of replies crashed nbdkit 1.32 (an assertion in
+        raw_send_socket), so a stopping copy waits the few milliseconds instead."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while handle.aio_in_flight() and time.monotonic() < deadline:
+            handle.poll(POLL_MS)
+        if handle.aio_in_flight():
+            raise _Abandoned
 
     def _retrying(self, offset: int, cancel: threading.Event, operation, keep=False):
         """Run ``operation(handle)`` on a pooled connection. On failure drop that
@@ -278,6 +289,8 @@ class NbdSource(Source):
             except (self.nbd.Error, OSError) as error:
                 handle, cause = None, error  # a connection that failed is not reused
             except _Cancelled:
+                raise CopyError("stopped", offset, "the copy is stopping") from None
+            except _Abandoned:
                 handle = None  # requests still in flight point into the copier's buffer
                 raise CopyError("stopped", offset, "the copy is stopping") from None
             finally:
@@ -315,10 +328,15 @@ class NbdSource(Source):
 
 POLL_MS = 200  # how long a reader waits in poll before looking at its cancel flag
 MAX_BACKOFF_SECONDS = 2.0
+DRAIN_SECONDS = 1.0
 
 
 class _Cancelled(Exception):
     pass
+
+
+class _Abandoned(Exception):
+    """Requests still in flight after DRAIN_SECONDS: the connection is dropped."""
 
 
 def _disconnect(handle) -> None:
