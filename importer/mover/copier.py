@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import xxhash
 
@@ -324,6 +324,8 @@ def copy_range(src: int | Source, dst: int, start: int, end: int, *, plan: CopyP
     ``deadline`` (monotonic) with "slice_done". The caller keeps ``src`` open and closes it.
     """
     source = src if isinstance(src, Source) else FileSource(src)
+    if source.chunk_size and plan.chunk_size > source.chunk_size:
+        plan = replace(plan, chunk_size=source.chunk_size)
     copy = _Copy(source, dst, plan, should_stop, on_checkpoint, throttle, deadline)
     source.check_size(end)
     return copy.run(start, end)

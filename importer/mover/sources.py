@@ -38,6 +38,7 @@ class Source(ABC):
     size: int = 0
     read_ahead = 0  # chunks the copier may read ahead of the one it writes
     readers = 1  # threads reading ahead at once
+    chunk_size: int | None = None  # the largest chunk this source copies best in
 
     @abstractmethod
     def data_segments(self, start: int, end: int) -> list[tuple[int, int]]:
@@ -167,6 +168,9 @@ class NbdSource(Source):
         self.has_block_status = bool(first.can_meta_context("base:allocation"))
         self.readers = connections if first.can_multi_conn() else 1
         self.read_ahead = self.readers
+        # Measured here (2 GiB dense and 8 GiB sparse, nbdkit): 4 MiB chunks, two requests
+        # each, matched nbdcopy where 8 MiB chunks were 10-30% slower.
+        self.chunk_size = 4 * MiB
         self.handles.put(first)
         for _ in range(self.readers - 1):
             self.handles.put(None)  # connected on first use, by the thread that needs it
