@@ -380,5 +380,7 @@ FERRY_CHECKPOINT_SECONDS = float(env_str("FERRY_CHECKPOINT_SECONDS", "1.0"))
 FERRY_COPY_SLICE_SECONDS = float(env_str("FERRY_COPY_SLICE_SECONDS", "20"))
 FERRY_LEASE_SECONDS = env_int("FERRY_LEASE_SECONDS", 15)
 FERRY_VERIFY_CHECKSUMS = env_bool("FERRY_VERIFY_CHECKSUMS", True)
+# How long an NBD read keeps reconnecting to a server that dropped or failed it.
+FERRY_NBD_RETRY_SECONDS = float(env_str("FERRY_NBD_RETRY_SECONDS", "30"))
 # Bytes per second shared by all copies; 0 means no global limit.
 FERRY_GLOBAL_BANDWIDTH = env_int("FERRY_GLOBAL_BANDWIDTH", 0)

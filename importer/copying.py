@@ -59,25 +59,31 @@ def copy_slice(session: ImportSession, lease_id: str) -> str:
         return "finished"
     progress = _Progress(session, lease_id, driver, identifier)
     deadline = time.monotonic() + settings.FERRY_COPY_SLICE_SECONDS
-    with driver.open_for_read(identifier) as source:
-        destination = _open_destination(session)
-        try:
-            progress.check_source(gaps[0][0])
-            for start, end in gaps:
-                rate = progress.throttle.rate if progress.throttle else None
-                outcome = copy_range(
-                    source.fileno(), destination, start, end, plan=copy_plan(rate),
-                    should_stop=progress.should_stop, on_checkpoint=progress.save,
-                    throttle=progress.throttle, deadline=deadline)
-                if not outcome.finished:
-                    return outcome.stopped_because
-        except CopyError as error:
-            raise SourceError(error.kind, f"Copy of {session.source_volume.name} failed at "
-                              f"offset {error.offset}: {error.cause}.",
-                              volume=session.source_volume.name, offset=error.offset,
-                              cause=error.cause) from error
-        finally:
-            os.close(destination)
+    try:
+        with driver.open_source(identifier) as source:
+            progress.source = source
+            return _copy_gaps(session, source, gaps, progress, deadline)
+    except CopyError as error:
+        raise SourceError(error.kind, f"Copy of {session.source_volume.name} failed at "
+                          f"offset {error.offset}: {error.cause}.",
+                          volume=session.source_volume.name, offset=error.offset,
+                          cause=error.cause) from error
+
+
+def _copy_gaps(session, source, gaps, progress, deadline) -> str:
+    destination = _open_destination(session)
+    try:
+        progress.check_source(gaps[0][0])
+        for start, end in gaps:
+            rate = progress.throttle.rate if progress.throttle else None
+            outcome = copy_range(
+                source, destination, start, end, plan=copy_plan(rate),
+                should_stop=progress.should_stop, on_checkpoint=progress.save,
+                throttle=progress.throttle, deadline=deadline)
+            if not outcome.finished:
+                return outcome.stopped_because
+    finally:
+        os.close(destination)
     return "finished"
 
 
@@ -100,6 +106,7 @@ class _Progress:
         self.copy_seconds = session.copy_seconds
         self.last_time, self.last_check = time.monotonic(), 0.0
         self.throttle = _throttle_for(session)
+        self.source = None  # the open Source, once there is one
 
     def should_stop(self) -> str | None:
         now = time.monotonic()
@@ -150,7 +157,11 @@ class _Progress:
 
     def check_source(self, offset: int) -> None:
         """A source that shrank or vanished stops the copy, even with our fd still open."""
-        size = self.driver.size(self.identifier)
+        # A source that knows its size cheaply (an NBD export) says; a file is asked through
+        # its driver by name, which sees a file replaced or removed under our open fd.
+        size = self.source.current_size() if self.source is not None else None
+        if size is None:
+            size = self.driver.size(self.identifier)
         if size != self.session.total_bytes:
             raise CopyError("source_truncated", min(offset, size),
                             f"the source is now {size} bytes, not {self.session.total_bytes}")

@@ -36,7 +36,9 @@ PAUSES = 5
 WORK = Path(settings.VAR_DIR) / "work"
 SOURCES = Path(settings.FERRY_SOURCE_ROOTS[0])
 TARGETS = {"dense_ratio": 0.9, "sparse_ratio": 0.8, "verify_cost": 0.15,
-           "peak_rss_mib": 256, "pause_latency_s": 1.0}
+           "peak_rss_mib": 256, "pause_latency_s": 1.0,
+           "nbd_dense_ratio": 1.0, "nbd_sparse_ratio": 0.9}
+NBD_RUNS = int(os.environ.get("BENCH_NBD_RUNS", "2"))
 
 
 def write_dense(path: Path, size: int) -> None:
@@ -262,6 +264,160 @@ def _bench_pause(results: dict) -> None:
     _wait(session, "Cancelled")
 
 
+# --- Reading NBD: Ferry against nbdcopy and qemu-img, on nbdkit and qemu-nbd -----------------
+
+# Ferry's NBD copy runs in a child process, as in a worker, so that its peak RSS is its own.
+FERRY_NBD_COPY = """
+import json, os, resource, sys, time
+from importer.mover.copier import CopyPlan, copy_range
+from importer.mover.sources import NbdSource, nbd_uri_connector
+uri, destination, chunk, checkpoint_bytes, checkpoint_seconds = sys.argv[1:]
+start = time.perf_counter()
+with NbdSource(nbd_uri_connector(uri), uri) as source:
+    dst = os.open(destination, os.O_WRONLY | os.O_CREAT, 0o640)
+    os.ftruncate(dst, source.size)
+    copy_range(source, dst, 0, source.size, plan=CopyPlan(
+        chunk_size=int(chunk), checkpoint_bytes=int(checkpoint_bytes),
+        checkpoint_seconds=float(checkpoint_seconds)))  # its last checkpoint fdatasyncs
+    os.close(dst)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _fdatasync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def time_ferry_nbd(uri: str, destination: Path, memory: list) -> float:
+    settle(destination)
+    child = subprocess.run(
+        [sys.executable, "-c", FERRY_NBD_COPY, uri, str(destination),
+         str(settings.FERRY_CHUNK_BYTES), str(settings.FERRY_CHECKPOINT_BYTES),
+         str(settings.FERRY_CHECKPOINT_SECONDS)],
+        check=True, capture_output=True, text=True)
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    memory.append(measured["peak_rss_mib"])
+    return measured["seconds"]
+
+
+def time_tool(argv: list[str], destination: Path) -> float:
+    """A reference tool, timed like Ferry: until the destination is flushed (fdatasync)."""
+    settle(destination)
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    _fdatasync(destination)
+    return time.perf_counter() - start
+
+
+def _nbd_servers(image: Path):
+    from tests.nbd_servers import nbdkit_file_server, qemu_nbd_server
+
+    socket = WORK / "nbd.sock"
+    return {"nbdkit-unix": nbdkit_file_server(image, socket=socket),
+            "nbdkit-tcp": nbdkit_file_server(image),
+            "qemu-nbd-unix": qemu_nbd_server(image, socket=socket),
+            "qemu-nbd-tcp": qemu_nbd_server(image)}
+
+
+def bench_nbd_case(image: Path, layout: str, server_name: str, server, results: dict,
+                   memory: list) -> None:
+    size = image.stat().st_size
+    times: dict[str, list[float]] = {"ferry": [], "nbdcopy": [], "qemu-img": []}
+    allocations = {}
+    with server:
+        copies = {
+            "ferry": lambda target: time_ferry_nbd(server.uri, target, memory),
+            "nbdcopy": lambda target: time_tool(["nbdcopy", server.uri, str(target)], target),
+            "qemu-img": lambda target: time_tool(
+                ["qemu-img", "convert", "-f", "raw", "-O", "raw", server.uri, str(target)],
+                target),
+        }
+        order = list(copies)
+        for run in range(NBD_RUNS):  # alternate, and rotate who goes first
+            for name in order[run % 3:] + order[:run % 3]:
+                target = WORK / f"nbd-{name}.img"
+                times[name].append(copies[name](target))
+                allocations[name] = allocated_bytes(target)
+                if name == "ferry":
+                    assert same_bytes(image, target), f"Ferry's NBD copy differs ({server_name})"
+                target.unlink()
+    ferry, nbdcopy, qemu_img = (statistics.median(times[n]) for n in order)
+    key = f"nbd_{layout}_{server_name.replace('-', '_')}"
+    results.update({f"{key}_ferry_mbps": mbps(size, ferry),
+                    f"{key}_nbdcopy_mbps": mbps(size, nbdcopy),
+                    f"{key}_qemu_img_mbps": mbps(size, qemu_img),
+                    f"{key}_ratio": nbdcopy / ferry, f"{key}_ratio_qemu_img": qemu_img / ferry,
+                    f"{key}_ferry_alloc_mib": allocations["ferry"] / MiB,
+                    f"{key}_nbdcopy_alloc_mib": allocations["nbdcopy"] / MiB,
+                    f"{key}_source_alloc_mib": allocated_bytes(image) / MiB})
+
+
+def bench_nbd(results: dict) -> None:
+    from tests.nbd_servers import missing_tools
+
+    missing = missing_tools()
+    if missing:
+        print(f"Skipping the NBD bench: no {', '.join(missing)}")
+        return
+    memory: list[float] = []
+    dense, sparse = WORK / "nbd-dense.img", WORK / "nbd-sparse.img"
+    write_dense(dense, 2 * GiB)
+    write_sparse(sparse, 8 * GiB, GiB)
+    for image, layout in ((dense, "dense"), (sparse, "sparse")):
+        for server_name, server in _nbd_servers(image).items():
+            print(f"  NBD {layout}, {server_name}...", flush=True)
+            bench_nbd_case(image, layout, server_name, server, results, memory)
+        image.unlink()
+    results["nbd_peak_rss_mib"] = max(memory)
+
+
+NBD_CASES = [(layout, server) for layout in ("dense", "sparse")
+             for server in ("nbdkit_unix", "nbdkit_tcp", "qemu_nbd_unix", "qemu_nbd_tcp")]
+
+
+def nbd_rows(results: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for layout, server in NBD_CASES:
+        key = f"nbd_{layout}_{server}"
+        if f"{key}_ratio" not in results:
+            continue
+        what = "2 GiB dense" if layout == "dense" else "8 GiB sparse, 1 GiB data"
+        target = TARGETS[f"nbd_{layout}_ratio"]
+        rows.append((f"NBD {what}, {server}: nbdcopy / qemu-img",
+                     f"{results[f'{key}_nbdcopy_mbps']:.0f} MB/s",
+                     f"qemu-img {results[f'{key}_qemu_img_mbps']:.0f} MB/s; nbdcopy allocated "
+                     f"{results[f'{key}_nbdcopy_alloc_mib']:.0f} MiB"))
+        rows.append((f"NBD {what}, {server}: Ferry", f"{results[f'{key}_ferry_mbps']:.0f} MB/s",
+                     f"{results[f'{key}_ratio']:.2f}x nbdcopy (target >= {target}); "
+                     f"{results[f'{key}_ratio_qemu_img']:.2f}x qemu-img; "
+                     f"{results[f'{key}_ferry_alloc_mib']:.0f} MiB allocated, source "
+                     f"{results[f'{key}_source_alloc_mib']:.0f} MiB"))
+    if "nbd_peak_rss_mib" in results:
+        rows.append(("NBD copy peak RSS (its own process)",
+                     f"{results['nbd_peak_rss_mib']:.0f} MiB", "target <= 256 MiB"))
+    return rows
+
+
+def nbd_targets(results: dict) -> dict:
+    if "nbd_peak_rss_mib" not in results:
+        return {}
+    met = {}
+    for layout in ("dense", "sparse"):
+        keys = [f"nbd_{layout}_{server}" for lay, server in NBD_CASES if lay == layout]
+        met[f"nbd_{layout}"] = all(
+            results[f"{key}_ratio"] >= TARGETS[f"nbd_{layout}_ratio"]
+            and results[f"{key}_ferry_alloc_mib"] <= results[f"{key}_source_alloc_mib"] + 1
+            for key in keys)
+    met["nbd_rss"] = results["nbd_peak_rss_mib"] <= TARGETS["peak_rss_mib"]
+    return met
+
+
 def report(results: dict) -> None:
     rows = [
         ("dense 1 GiB: cp + sync", f"{results['dense_cp_mbps']:.0f} MB/s", ""),
@@ -281,12 +437,13 @@ def report(results: dict) -> None:
          f"checkpoint interval {results['checkpoint_interval_mib']:.0f} MiB"),
         (f"pause latency (max of {PAUSES})", f"{results['pause_latency_s'] * 1000:.0f} ms",
          f"median {results['pause_latency_median_s'] * 1000:.0f} ms; target <= 1000 ms"),
-    ]
+    ] if "dense_ratio" in results else []
+    rows += nbd_rows(results)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure'.ljust(width)}  {'value':>12}  notes")
     for name, value, note in rows:
         print(f"{name.ljust(width)}  {value:>12}  {note}")
-    passed = {
+    passed = {} if "dense_ratio" not in results else {
         "dense": results["dense_ratio"] >= TARGETS["dense_ratio"],
         "sparse": results["sparse_ratio"] >= TARGETS["sparse_ratio"]
         and results["sparse_ferry_alloc_mib"] <= results["sparse_source_alloc_mib"],
@@ -295,6 +452,7 @@ def report(results: dict) -> None:
         "recopy": results["recopy_after_kill_mib"] <= results["checkpoint_interval_mib"],
         "pause": results["pause_latency_s"] <= TARGETS["pause_latency_s"],
     }
+    passed.update(nbd_targets(results))
     print(json.dumps({"bench": "mover", "runs": RUNS, **{k: round(v, 3) for k, v in
                                                          results.items()}, "targets_met": passed}))
 
@@ -310,10 +468,14 @@ def main() -> None:
     _fresh_scratch()
     call_command("migrate", verbosity=0)
     results: dict = {}
-    print(f"Benchmarking the data mover ({RUNS} runs each, alternating) in {WORK}...")
-    bench_dense(results)
-    bench_sparse(results)
-    bench_worker(results)
+    nbd_only = "--nbd-only" in sys.argv
+    print(f"Benchmarking the data mover ({RUNS} runs each, {NBD_RUNS} for NBD, alternating) "
+          f"in {WORK}...")
+    if not nbd_only:
+        bench_dense(results)
+        bench_sparse(results)
+        bench_worker(results)
+    bench_nbd(results)
     report(results)
     _fresh_scratch()
 

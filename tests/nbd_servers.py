@@ -1,120 +1,167 @@
-"""Real NBD servers for tests: nbdkit and qemu-nbd, run as foreground children.
+"""Real NBD servers for tests and the bench: nbdkit and qemu-nbd as foreground children.
 
-Each is a context manager that yields the server's URI and stops the server on exit.
-qemu-nbd runs in the foreground (``--fork`` leaves zombies) and needs an absolute socket.
+``nbdkit_file(...)`` and ``qemu_nbd(...)`` are context managers yielding the server's URI.
+``NbdServer`` is the same server as an object, for a test that kills and restarts it.
+Foreground children, because ``qemu-nbd --fork`` leaves zombies; absolute socket paths,
+because qemu-nbd refuses relative ones.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import shutil
-import socket
+import socket as sockets
 import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+INSTALL_HINT = "apt-get install nbdkit libnbd-bin python3-libnbd qemu-utils"
 
-PACKAGES = "nbdkit libnbd-bin python3-libnbd qemu-utils"
+
+def missing_tools() -> list[str]:
+    """What this machine lacks to run NBD tests: commands, or libnbd's Python bindings."""
+    missing = [tool for tool in ("nbdkit", "qemu-nbd", "nbdcopy") if not shutil.which(tool)]
+    try:
+        import nbd  # noqa: F401
+    except ImportError:
+        missing.append("import nbd")
+    return missing
 
 
 def require_nbd_tools() -> None:
-    """Skip without the NBD tools; under CI=true their absence is a failure."""
-    from importer import nbdlib
+    """Skip the test without the tools, except on CI, where their absence is a failure."""
+    import pytest
 
-    missing = [tool for tool in ("nbdkit", "qemu-nbd", "nbdcopy") if not shutil.which(tool)]
-    if not nbdlib.available():
-        missing.append("libnbd's Python bindings")
+    missing = missing_tools()
     if not missing:
         return
-    message = f"missing {', '.join(missing)}: apt-get install {PACKAGES} (make setup does it)"
+    message = f"NBD tests need {', '.join(missing)}: {INSTALL_HINT} (then make setup)"
     if os.environ.get("CI") == "true":
-        pytest.fail(f"CI needs the NBD tools: {message}")
+        pytest.fail(message)
     pytest.skip(message)
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
+    with sockets.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
+class NbdServer:
+    """One server process on a Unix socket (absolute path) or a 127.0.0.1 TCP port."""
+
+    def __init__(self, argv: list[str], socket: str | os.PathLike | None = None,
+                 port: int | None = None, export: str = ""):
+        if socket is None and port is None:
+            port = free_port()
+        self.argv, self.export = argv, export
+        self.socket = str(Path(socket).resolve()) if socket is not None else None
+        self.port = port
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        if self.socket:
+            return f"nbd+unix:///{self.export}?socket={self.socket}"
+        return f"nbd://127.0.0.1:{self.port}/{self.export}"
+
+    def start(self, timeout: float = 10) -> NbdServer:
+        if self.socket:
+            Path(self.socket).unlink(missing_ok=True)
+        argv = [part.format(socket=self.socket, port=self.port) for part in self.argv]
+        # A file, not a pipe: a chatty server must never block on a full pipe.
+        self.log = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
+                                        stderr=self.log)
+        self._wait_until_listening(timeout)
+        return self
+
+    def _wait_until_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.argv[0]} exited: {self.output()!r}")
+            if self._accepts():
+                return
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"{self.argv[0]} did not listen within {timeout} s")
+
+    def _accepts(self) -> bool:
+        family = sockets.AF_UNIX if self.socket else sockets.AF_INET
+        address = self.socket if self.socket else ("127.0.0.1", self.port)
+        with sockets.socket(family) as probe:
+            try:
+                probe.connect(address)
+                return True
+            except OSError:
+                return False
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crash would (SIGKILL), and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait(10)
+
+    def output(self) -> str:
+        """What the server printed so far (its errors)."""
+        self.log.seek(0)
+        return self.log.read()
+
+    def __enter__(self) -> NbdServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.kill()
+
+
+def nbdkit_file_server(path_or_dir, socket=None, port=None, extra_args=(),
+                       export: str = "") -> NbdServer:
+    """nbdkit's file plugin, read-only: one file, or a folder's files as exports."""
+    target = Path(path_or_dir).resolve()
+    plugin_arg = f"dir={target}" if target.is_dir() else f"file={target}"
+    listen = ["--unix", "{socket}"] if socket is not None else [
+        "--ipaddr", "127.0.0.1", "--port", "{port}"]
+    argv = ["nbdkit", "--foreground", "--exit-with-parent", "--readonly", *listen,
+            *extra_args, "file", plugin_arg]
+    return NbdServer(argv, socket, port, export)
+
+
+def qemu_nbd_server(image, socket=None, port=None, extra_args=(),
+                    image_format: str = "raw") -> NbdServer:
+    """qemu-nbd, read-only (it then allows multi-conn), for many clients in turn."""
+    listen = ["--socket", "{socket}"] if socket is not None else [
+        "--bind", "127.0.0.1", "--port", "{port}"]
+    argv = ["qemu-nbd", "--read-only", "--persistent", "--shared", "16",
+            f"--format={image_format}", *listen, *extra_args, str(Path(image).resolve())]
+    return NbdServer(argv, socket, port)
+
+
+@contextmanager
+def nbdkit_file(path_or_dir, socket=None, port=None, extra_args=(), export: str = ""):
+    with nbdkit_file_server(path_or_dir, socket, port, extra_args, export) as server:
+        yield server.uri
+
+
+@contextmanager
+def qemu_nbd(image, socket=None, port=None, extra_args=(), image_format: str = "raw"):
+    with qemu_nbd_server(image, socket, port, extra_args, image_format) as server:
+        yield server.uri
+
+
 def write_psk(path: Path, username: str = "ferry") -> Path:
     """A TLS pre-shared key file as nbdkit and libnbd read it: ``username:hexkey``."""
-    path.write_text(f"{username}:{secrets.token_hex(32)}\n")
+    path.write_text(f"{username}:{os.urandom(32).hex()}\n")
     path.chmod(0o600)
     return path
 
 
-def _wait_listening(process, sock: Path | None, port: int | None, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited: {process.stderr.read().decode()[-500:]}")
-        if sock is not None and sock.exists():
-            return
-        if port is not None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port),
-                                                                        timeout=0.2):
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"{what} did not start listening")
+def tls_args(psk: Path) -> list[str]:
+    return ["--tls=require", f"--tls-psk={psk}"]
 
 
-@contextlib.contextmanager
-def _serving(command: list[str], sock: Path | None, port: int | None, what: str):
-    if sock is not None:
-        sock.unlink(missing_ok=True)  # nbdkit leaves its socket behind
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-    try:
-        _wait_listening(process, sock, port, what)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
-        if sock is not None:
-            sock.unlink(missing_ok=True)
-
-
-def _listen(sock: Path | None, port: int | None) -> list[str]:
-    return ["-U", str(sock)] if sock is not None else ["-i", "127.0.0.1", "-p", str(port)]
-
-
-def uri(*, sock: Path | None = None, port: int | None = None, tls: bool = False) -> str:
-    scheme = "nbds" if tls else "nbd"
-    return f"{scheme}+unix:///?socket={sock}" if sock is not None \
-        else f"{scheme}://127.0.0.1:{port}"
-
-
-@contextlib.contextmanager
-def nbdkit_dir(folder: Path, *, sock: Path | None = None, port: int | None = None,
-               psk: Path | None = None, args: tuple[str, ...] = ()):
-    """nbdkit's file plugin serving every file in ``folder`` as an export named after it."""
-    tls = ["--tls=require", f"--tls-psk={psk}"] if psk else []
-    command = ["nbdkit", "-f", "--exit-with-parent", *_listen(sock, port), *tls, *args,
-               "file", f"dir={folder}"]
-    with _serving(command, sock, port, "nbdkit"):
-        yield uri(sock=sock, port=port, tls=bool(psk))
-
-
-@contextlib.contextmanager
-def qemu_nbd(image: Path, *, export: str, sock: Path | None = None, port: int | None = None,
-             read_only: bool = True, description: str = ""):
-    """qemu-nbd serving one raw image under the export name ``export``."""
-    listen = [f"--socket={sock.resolve()}"] if sock is not None \
-        else ["--bind=127.0.0.1", f"--port={port}"]
-    command = ["qemu-nbd", "--persistent", "--shared=8", "--format=raw", f"--export-name={export}",
-               *(["--read-only"] if read_only else []),
-               *([f"--description={description}"] if description else []), *listen,
-               str(image.resolve())]
-    with _serving(command, sock.resolve() if sock else None, port, "qemu-nbd"):
-        yield uri(sock=sock.resolve() if sock else None, port=port)
+def with_tls(uri: str) -> str:
+    return uri.replace("nbd", "nbds", 1)

@@ -11,7 +11,7 @@ import pytest
 from importer.drivers.nbd import NbdDriver, parse_uri
 from importer.errors import SourceError
 from tests import nbd_servers
-from tests.nbd_servers import nbdkit_dir, qemu_nbd, write_psk
+from tests.nbd_servers import nbdkit_file, qemu_nbd, tls_args, with_tls, write_psk
 
 MiB = 1024 * 1024
 
@@ -91,7 +91,7 @@ def test_groups_and_unknown_settings_are_checked():
 # --- Discovery -------------------------------------------------------------------------------
 
 def test_lists_exports_sizes_and_declared_groups_over_a_unix_socket(exports, tmp_path):
-    with nbdkit_dir(exports, sock=tmp_path / "nbd.sock") as uri:
+    with nbdkit_file(exports, socket=tmp_path / "nbd.sock") as uri:
         driver = NbdDriver({"uri": uri, "groups": {"finance": ["finance-db", "finance-log"]}})
         found = driver.discover()
         assert driver.check_health() < 1
@@ -101,7 +101,7 @@ def test_lists_exports_sizes_and_declared_groups_over_a_unix_socket(exports, tmp
     assert [g.identifier for g in found.groups] == ["finance"]
     assert volumes["finance-db"].group_identifier == "finance"
     assert volumes["web"].group_identifier is None
-    assert all(v.readable and not v.read_only for v in volumes.values())
+    assert all(v.readable for v in volumes.values())
     assert volumes["web"].physical_id == f"nbd:unix:{tmp_path / 'nbd.sock'}/web"
 
 
@@ -109,7 +109,8 @@ def test_lists_over_tcp_with_the_group_convention_read_only_and_description(tmp_
     image = tmp_path / "data.img"
     image.write_bytes(os.urandom(MiB))
     port = nbd_servers.free_port()
-    with qemu_nbd(image, export="db/data", port=port, description="orders database"):
+    with qemu_nbd(image, port=port,
+                  extra_args=["--export-name=db/data", "--description=orders database"]):
         found = NbdDriver({"uri": f"nbd://127.0.0.1:{port}"}).discover()
     [volume] = found.volumes
     assert (volume.identifier, volume.name, volume.group_identifier) == ("db/data", "data", "db")
@@ -118,7 +119,7 @@ def test_lists_over_tcp_with_the_group_convention_read_only_and_description(tmp_
 
 
 def test_size_of_one_export(exports, tmp_path):
-    with nbdkit_dir(exports, sock=tmp_path / "nbd.sock") as uri:
+    with nbdkit_file(exports, socket=tmp_path / "nbd.sock") as uri:
         driver = NbdDriver({"uri": uri})
         assert driver.size("finance-log") == MiB
         with pytest.raises(SourceError) as missing:
@@ -131,8 +132,8 @@ def test_size_of_one_export(exports, tmp_path):
 
 def test_tls_with_the_right_psk_lists_exports(exports, tmp_path):
     psk = write_psk(tmp_path / "keys.psk")
-    with nbdkit_dir(exports, sock=tmp_path / "nbd.sock", psk=psk) as uri:
-        assert uri.startswith("nbds+unix://")
+    with nbdkit_file(exports, socket=tmp_path / "nbd.sock", extra_args=tls_args(psk)) as plain:
+        uri = with_tls(plain)
         driver = NbdDriver({"uri": uri, "tls_psk_file": str(psk), "tls_username": "ferry"})
         assert len(driver.discover().volumes) == 3
 
@@ -140,7 +141,8 @@ def test_tls_with_the_right_psk_lists_exports(exports, tmp_path):
 def test_a_wrong_psk_is_a_tls_failure_that_names_the_server(exports, tmp_path):
     psk = write_psk(tmp_path / "server.psk")
     wrong = write_psk(tmp_path / "client.psk")
-    with nbdkit_dir(exports, sock=tmp_path / "nbd.sock", psk=psk) as uri:
+    with nbdkit_file(exports, socket=tmp_path / "nbd.sock", extra_args=tls_args(psk)) as plain:
+        uri = with_tls(plain)
         with pytest.raises(SourceError) as refused:
             NbdDriver({"uri": uri, "tls_psk_file": str(wrong)}).discover()
     assert refused.value.code == "nbd_tls_failed"
@@ -149,8 +151,7 @@ def test_a_wrong_psk_is_a_tls_failure_that_names_the_server(exports, tmp_path):
 
 def test_plain_nbd_to_a_tls_only_server_is_refused(exports, tmp_path):
     psk = write_psk(tmp_path / "server.psk")
-    with nbdkit_dir(exports, sock=tmp_path / "nbd.sock", psk=psk) as uri:
-        plain = uri.replace("nbds+unix", "nbd+unix")
+    with nbdkit_file(exports, socket=tmp_path / "nbd.sock", extra_args=tls_args(psk)) as plain:
         with pytest.raises(SourceError) as refused:
             NbdDriver({"uri": plain}).discover()
     assert refused.value.code == "nbd_listing_refused"

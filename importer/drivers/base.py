@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from importer.mover.sources import FileSource, Source
+
 
 @dataclass(frozen=True)
 class DiscoveredVolume:
@@ -59,6 +61,11 @@ class SourceDriver(ABC):
     @abstractmethod
     def open_for_read(self, identifier: str) -> BinaryIO:
         """An unbuffered binary file object positioned at offset 0."""
+
+    def open_source(self, identifier: str) -> Source:
+        """What the mover copies from. By default the file ``open_for_read`` gives; a
+        driver that reads over the network (NBD) returns its own Source."""
+        return FileSource.from_file(self.open_for_read(identifier), label=identifier)
 
     @abstractmethod
     def size(self, identifier: str) -> int: ...

@@ -352,13 +352,18 @@ class NbdDriver(SourceDriver):
                    "as a file.", export=identifier)
 
     def open_source(self, identifier: str):
+        """The export for the mover: several connections with block status, each dropped
+        connection retried for FERRY_NBD_RETRY_SECONDS (the mover's NbdSource)."""
         from importer.mover.sources import NbdSource
 
         def connect():
-            return self.connect(identifier, block_status=True)
+            try:
+                return self.connect(identifier, block_status=True)
+            except SourceError as error:  # an OSError is what NbdSource retries
+                raise ConnectionError(error.message) from None
 
         return NbdSource(connect, label=self.server.describe(identifier),
-                         error_from=lambda error: self.error_from(error, identifier))
+                         retry_seconds=django_settings.FERRY_NBD_RETRY_SECONDS)
 
     # --- Host access: the operator's manual step ---------------------------------------------
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('importer', '0006_job_attempts'),
+        ('importer', '0007_nbd_remote_systems'),
     ]
 
     operations = [

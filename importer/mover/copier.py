@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import xxhash
 
 from importer.mover.extents import data_segments
+from importer.mover.sources import CopyError, FileSource, Source
 from importer.mover.throttle import TokenBucket
+from importer.mover.writeback import Writeback
+
+__all__ = ["Checkpoint", "CopyError", "CopyOutcome", "CopyPlan", "copy_range", "first_mismatch"]
 
 MiB = 1024 * 1024
 ZERO_DIGEST = ""  # a chunk that is all zeros: written as a hole, never hashed
 NOT_HASHED = None  # copied with checksums off: verification skips it
 _NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF}
+STOP_POLL_SECONDS = 0.2  # while waiting for a read, how often to ask whether to stop
 
 
 @dataclass
@@ -42,14 +48,6 @@ class CopyOutcome:
     position: int  # everything before it is on disk and checkpointed
     finished: bool
     stopped_because: str | None = None
-
-
-class CopyError(Exception):
-    """The copy cannot go on. ``kind`` is a stable code; ``offset`` where it happened."""
-
-    def __init__(self, kind: str, offset: int, cause: str):
-        super().__init__(f"{cause} at offset {offset}")
-        self.kind, self.offset, self.cause = kind, offset, cause
 
 
 @dataclass
@@ -73,24 +71,46 @@ def chunk_digest(view) -> str:
     return xxhash.xxh3_128_hexdigest(view)
 
 
+@dataclass
+class _Chunk:
+    """One chunk of the copy, or (``buffer`` None) a run of holes to jump over."""
+    offset: int
+    end: int
+    segments: list[tuple[int, int]]
+    buffer: bytearray | None = None
+    slot: int = 0  # which of the copy's buffers
+    ready: Future | None = None  # its read, when it is read ahead in a thread
+
+
+class _Stopped(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
 class _Copy:
-    def __init__(self, src: int, dst: int, plan: CopyPlan, should_stop, on_checkpoint,
+    def __init__(self, source: Source, dst: int, plan: CopyPlan, should_stop, on_checkpoint,
                  throttle: TokenBucket | None, deadline: float | None):
-        self.src, self.dst, self.plan = src, dst, plan
+        self.source, self.dst, self.plan = source, dst, plan
         self.should_stop, self.on_checkpoint = should_stop, on_checkpoint
         self.throttle, self.deadline = throttle, deadline
-        size = plan.chunk_size
-        self.buffers = [bytearray(size), bytearray(size)]
-        self.busy: list[Future | None] = [None, None]  # a buffer is hashed before reuse
+        # One buffer per chunk read ahead, one being written, one being hashed.
+        self.buffers = [bytearray(plan.chunk_size) for _ in range(source.read_ahead + 2)]
+        self.busy: list[Future | None] = [None] * len(self.buffers)  # hashed before reuse
+        self.next_buffer = 0
+        self.planned: deque[_Chunk] = deque()
         self.pending: list[Future | str] = []
         self.hasher = ThreadPoolExecutor(1, "ferry-hash") if plan.checksums else None
+        self.readers = (ThreadPoolExecutor(source.readers, "ferry-read")
+                        if source.read_ahead else None)
+        self.cancel = threading.Event()  # tells readers still retrying to give up
         self.kick_writeback = True
         self.last_written: int | None = None  # the chunk whose writeback starts next
-        self.kernel_copy = hasattr(os, "copy_file_range")
-        _advise(src, os.POSIX_FADV_SEQUENTIAL)
+        self.kernel_copy = hasattr(os, "copy_file_range") and source.fileno() is not None
+        self.writeback = None if self.kernel_copy else Writeback(dst)
 
     def run(self, start: int, end: int) -> CopyOutcome:
-        self.origin = start  # chunks are counted from here; checkpoints record their own
+        self.origin = self.planned_to = start  # chunks are counted from start
+        self.end = end
         segment_start = position = start
         written_since = 0  # a checkpoint bounds the data to copy again, so holes are free
         last_checkpoint = time.monotonic()
@@ -98,9 +118,8 @@ class _Copy:
             while position < end:
                 reason = self.should_stop()
                 if reason:
-                    self._checkpoint(segment_start, position)
-                    return CopyOutcome(position, False, reason)
-                position, written = self._copy_chunk(position, end)
+                    raise _Stopped(reason)
+                position, written = self._copy_chunk(self._next_chunk())
                 written_since += written
                 reason = self._wait_for_throttle(written)
                 due = (written_since >= self.plan.checkpoint_bytes
@@ -114,90 +133,112 @@ class _Copy:
                     if self._past_deadline() and position < end:
                         return CopyOutcome(position, False, "slice_done")
             return CopyOutcome(position, True)
+        except _Stopped as stop:
+            self._checkpoint(segment_start, position)
+            return CopyOutcome(position, False, stop.reason)
         finally:
+            self.cancel.set()  # chunks read ahead but not written are simply dropped
+            if self.readers:
+                self.readers.shutdown(wait=True, cancel_futures=True)
             if self.hasher:
                 self.hasher.shutdown(wait=True)
 
-    def _copy_chunk(self, offset: int, end: int) -> tuple[int, int]:
-        """Copy the chunk at ``offset``, or skip the hole it starts. Returns where the copy
-        is now and how many bytes it wrote."""
-        chunk_end = min(offset + self.plan.chunk_size, end)
-        size = chunk_end - offset
-        segments = self._segments(offset, chunk_end)
+    # --- Planning and reading: possibly ahead, in the source's reader threads ----------
+
+    def _next_chunk(self) -> _Chunk:
+        while self.planned_to < self.end and len(self.planned) <= self.source.read_ahead:
+            self.planned.append(self._plan_chunk(self.planned_to))
+            self.planned_to = self.planned[-1].end
+        chunk = self.planned.popleft()
+        if chunk.ready is not None:
+            self._wait_for_read(chunk.ready)
+        elif chunk.buffer is not None:
+            self._fill(chunk)
+        return chunk
+
+    def _plan_chunk(self, offset: int) -> _Chunk:
+        chunk_end = min(offset + self.plan.chunk_size, self.end)
+        segments = self.source.data_segments(offset, chunk_end)
         if not segments:
-            return self._skip_hole(offset, chunk_end, end), 0
-        index = ((offset - self.origin) // self.plan.chunk_size) % 2
+            return _Chunk(offset, self._end_of_hole(chunk_end), [])
+        index, self.next_buffer = self.next_buffer, (self.next_buffer + 1) % len(self.buffers)
         if self.busy[index] is not None:
             self.busy[index].result()
-        buffer = self.buffers[index]
-        view = memoryview(buffer)[:size]
-        if segments != [(offset, chunk_end)]:
+        chunk = _Chunk(offset, chunk_end, segments, self.buffers[index], index)
+        if self.readers:
+            chunk.ready = self.readers.submit(self._fill, chunk)
+        return chunk
+
+    def _end_of_hole(self, chunk_end: int) -> int:
+        """Jump over a whole hole at once: to the chunk where the data starts again."""
+        data = self.source.next_data(chunk_end, self.end)
+        if data >= self.end:
+            self.source.check_size(self.end)  # past the end of a shrunken file is no hole
+        size = self.plan.chunk_size
+        chunk_of_data = self.origin + (data - self.origin) // size * size
+        return min(max(chunk_end, chunk_of_data), self.end)
+
+    def _fill(self, chunk: _Chunk) -> None:
+        offset, size = chunk.offset, chunk.end - chunk.offset
+        view = memoryview(chunk.buffer)[:size]
+        if chunk.segments != [(offset, chunk.end)]:
             view[:] = _zeros(size)  # holes inside the chunk read as zeros
-        for seg_start, seg_end in segments:
-            self._read(view[seg_start - offset:seg_end - offset], seg_start)
+        for seg_start, seg_end in chunk.segments:
+            self.source.read_into(view[seg_start - offset:seg_end - offset], seg_start,
+                                  self.cancel)
+
+    def _wait_for_read(self, ready: Future) -> None:
+        """Wait for a chunk read ahead, still asking whether to stop: a read may be slow,
+        or retrying a lost server, and a pause must be seen within a second."""
+        while True:
+            try:
+                return ready.result(timeout=STOP_POLL_SECONDS)
+            except TimeoutError:
+                reason = self.should_stop()
+                if reason:
+                    raise _Stopped(reason) from None
+
+    # --- Writing -----------------------------------------------------------------------
+
+    def _copy_chunk(self, chunk: _Chunk) -> tuple[int, int]:
+        """Write a chunk that was read, or skip a run of holes. Returns where the copy is
+        now and how many bytes it wrote."""
+        offset, size = chunk.offset, chunk.end - chunk.offset
+        if chunk.buffer is None:
+            self.pending.extend([ZERO_DIGEST] * -(-size // self.plan.chunk_size))
+            return chunk.end, 0
+        buffer = chunk.buffer
+        view = memoryview(buffer)[:size]
         # Compare bytes, not a memoryview: the spec measured that 30 times faster.
         if (buffer if size == len(buffer) else bytes(view)) == _zeros(size):
             self.pending.append(ZERO_DIGEST)
-            return chunk_end, 0
-        for seg_start, seg_end in segments:
+            return chunk.end, 0
+        for seg_start, seg_end in chunk.segments:
             self._write(view[seg_start - offset:seg_end - offset], seg_start)
-        self._start_writeback(self.last_written)
-        self.last_written = offset
+        self._start_writeback(offset, size)
         if self.hasher:
             future = self.hasher.submit(chunk_digest, view)
-            self.busy[index] = future
+            self.busy[chunk.slot] = future
             self.pending.append(future)
         else:
             self.pending.append(NOT_HASHED)
-        return chunk_end, sum(seg_end - seg_start for seg_start, seg_end in segments)
-
-    def _skip_hole(self, offset: int, chunk_end: int, end: int) -> int:
-        """Jump over a whole hole at once: to the chunk where the data starts again."""
-        try:
-            data = os.lseek(self.src, chunk_end, os.SEEK_DATA)
-        except OSError:  # ENXIO: hole up to the end of the file; or no SEEK_DATA here
-            data = end
-        if data >= end:
-            self.check_source_size(end)  # past the end of a shrunken file is no hole
-        size = self.plan.chunk_size
-        chunk_of_data = self.origin + (data - self.origin) // size * size
-        position = min(max(chunk_end, chunk_of_data), end)
-        self.pending.extend([ZERO_DIGEST] * -(-(position - offset) // size))
-        return position
-
-    def _segments(self, start: int, end: int) -> list[tuple[int, int]]:
-        try:
-            return list(data_segments(self.src, start, end))
-        except OSError as error:
-            raise CopyError("source_read_error", start, error.strerror or str(error)) from error
-
-    def _read(self, view, offset: int) -> None:
-        done = 0
-        while done < len(view):
-            try:
-                count = os.preadv(self.src, [view[done:]], offset + done)
-            except OSError as error:
-                raise CopyError("source_read_error", offset + done,
-                                error.strerror or str(error)) from error
-            if count == 0:
-                raise CopyError("source_truncated", offset + done,
-                                "the source ended before its recorded size")
-            done += count
+        return chunk.end, sum(seg_end - seg_start for seg_start, seg_end in chunk.segments)
 
     def _write(self, view, offset: int) -> None:
         """Write the bytes just read (and hashed) at ``offset``.
 
-        copy_file_range lets the kernel copy from the source's page cache: measured here,
-        it fills fresh page cache 7 times faster than pwrite from a user buffer. The bytes
-        it writes are the ones we hashed: the source is read-only to hosts by now, and
-        verification before cutover re-reads the destination against the checksums.
+        From a local file, copy_file_range lets the kernel copy from the source's page
+        cache: measured here, it fills fresh page cache 7 times faster than pwrite from a
+        user buffer. The bytes it writes are the ones we hashed: the source is read-only to
+        hosts by now, and verification before cutover re-reads the destination against the
+        checksums. Other sources are written from the buffer.
         """
         done = 0
         while done < len(view):
             try:
                 if self.kernel_copy:
-                    count = os.copy_file_range(self.src, self.dst, len(view) - done,
-                                               offset + done, offset + done)
+                    count = os.copy_file_range(self.source.fileno(), self.dst,
+                                               len(view) - done, offset + done, offset + done)
                     if count == 0:
                         raise CopyError("source_truncated", offset + done,
                                         "the source ended before its recorded size")
@@ -207,26 +248,26 @@ class _Copy:
             except OSError as error:
                 if self.kernel_copy and error.errno in _NO_KERNEL_COPY:
                     self.kernel_copy = False  # a device or a file system without it
+                    self.writeback = Writeback(self.dst)
                     continue
                 raise CopyError(_write_kind(error), offset + done,
                                 error.strerror or str(error)) from error
 
-    def check_source_size(self, end: int) -> None:
-        status = os.fstat(self.src)
-        if stat.S_ISREG(status.st_mode) and status.st_size < end:
-            raise CopyError("source_truncated", status.st_size,
-                            f"the source ends at {status.st_size}, before {end}")
+    def _start_writeback(self, offset: int, size: int) -> None:
+        """Start writing chunks to disk now, not at the checkpoint, so its fdatasync has
+        little left to wait for.
 
-    def _start_writeback(self, offset: int | None) -> None:
-        """Start writing the last chunk written before this one to disk now, not at the
-        checkpoint (in a sparse volume it is rarely the chunk just before).
-
-        POSIX_FADV_DONTNEED starts asynchronous writeback of dirty pages and drops only
-        clean ones, so no data is lost; the checkpoint's fdatasync then waits for little.
+        Behind copy_file_range: POSIX_FADV_DONTNEED on the chunk written before this one (in
+        a sparse volume rarely the one just before) starts its writeback and drops only
+        clean pages, so no data is lost. Behind pwrite: sync_file_range, then eviction.
         """
-        if offset is not None and self.kick_writeback:
-            self.kick_writeback = _advise(self.dst, os.POSIX_FADV_DONTNEED, offset,
+        if self.writeback is not None:
+            self.writeback.written(offset, size)
+            return
+        if self.last_written is not None and self.kick_writeback:
+            self.kick_writeback = _advise(self.dst, os.POSIX_FADV_DONTNEED, self.last_written,
                                           self.plan.chunk_size)
+        self.last_written = offset
 
     def _wait_for_throttle(self, written: int) -> str | None:
         if self.throttle is None or not written:
@@ -270,19 +311,23 @@ def _write_kind(error: OSError) -> str:
         "destination_write_error"
 
 
-def copy_range(src: int, dst: int, start: int, end: int, *, plan: CopyPlan,
+def copy_range(src: int | Source, dst: int, start: int, end: int, *, plan: CopyPlan,
                should_stop: Callable[[], str | None] = lambda: None,
                on_checkpoint: Callable[[Checkpoint], None] = lambda checkpoint: None,
                throttle: TokenBucket | None = None,
                deadline: float | None = None) -> CopyOutcome:
-    """Copy [start, end) of ``src`` to the same offsets of ``dst`` (both raw fds).
+    """Copy [start, end) of ``src`` (a Source, or a raw fd) to the same offsets of ``dst``.
 
     Chunks are counted from ``start``; each checkpoint records its start and chunk size, so
-    a resumed copy may use another chunk size. ``should_stop`` is asked between chunks and
-    returns a reason to stop or None. Stops at ``deadline`` (monotonic) with "slice_done".
+    a resumed copy may use another chunk size. ``should_stop`` is asked between chunks (and
+    while waiting for a slow read) and returns a reason to stop or None. Stops at
+    ``deadline`` (monotonic) with "slice_done". The caller keeps ``src`` open and closes it.
     """
-    copy = _Copy(src, dst, plan, should_stop, on_checkpoint, throttle, deadline)
-    copy.check_source_size(end)
+    source = src if isinstance(src, Source) else FileSource(src)
+    if source.chunk_size and plan.chunk_size > source.chunk_size:
+        plan = replace(plan, chunk_size=source.chunk_size)
+    copy = _Copy(source, dst, plan, should_stop, on_checkpoint, throttle, deadline)
+    source.check_size(end)
     return copy.run(start, end)
 
 
