@@ -275,6 +275,8 @@ def worker_settings(source_root, settings, tmp_path) -> dict[str, str]:
         "FERRY_LEASE_SECONDS": "3",
         "FERRY_TICK_SECONDS": "1",
         "FERRY_MAX_ACTIVE_IMPORTS": "8",
+        "FERRY_NBD_RETRY_SECONDS": "2",
+        "FERRY_NBD_CONNECT_TIMEOUT": "3",
     }
     _apply(settings, values)
     return values
@@ -366,7 +368,9 @@ def start_copying(source, actor, name: str, **options) -> ImportSession:
     session = services.create_import(name=name, source_resource_id=source.pk, actor=actor,
                                      **options)
     wait_for_state(session, "Mirror_Enabled")
-    services.perform_action(session.pk, "enable_destination_volume", actor=actor)
+    # The confirmation of the manual unmap matters only where Ferry cannot revoke (NBD).
+    services.perform_action(session.pk, "enable_destination_volume", actor=actor,
+                            source_unmapped_confirmed=True)
     wait_for_state(session, "Ready_To_Start_Copy")
     services.perform_action(session.pk, "start_copy", actor=actor)
     return session

@@ -1,6 +1,7 @@
 """Two storage nodes: two real worker processes, each with its own pool, sharing the test's
-database and broker. Each import is copied by its own node's worker into its own node's
-pool, byte for byte; a node whose worker dies goes Offline and takes no new import."""
+database and broker, importing from one NBD server. Each import is copied by its own node's
+worker into its own node's pool, byte for byte; a node whose worker dies goes Offline and
+takes no new import."""
 
 import uuid
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 from importer import services
 from importer.errors import ValidationError
 from importer.models import StorageNode
-from tests.conftest import MiB, discovered_system, sha256_of, wait_for, wait_for_state
+from tests import nbd_servers
+from tests.conftest import MiB, sha256_of, wait_for, wait_for_state
 from tests.conftest import write_random as write_random_volume
 from tests.live_worker import LiveWorker, purge_broker
 
@@ -18,13 +20,18 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def source(source_root) -> tuple:
-    """The source the two imports read: a directory remote system holding two volumes of
-    random data. Returns (remote system, {volume name: a path that reads its bytes})."""
-    folder = source_root / "array"
+def source(tmp_path) -> tuple:
+    """The source the two imports read: one NBD server (nbdkit) exporting two volumes of
+    random data. Returns (remote system, {export name: the file behind it})."""
+    nbd_servers.require_nbd_tools()
+    folder = tmp_path / "exports"
     volumes = {name: write_random_volume(folder / name, 6 * MiB + 4096)
-               for name in ("alpha.img", "beta.img")}
-    return discovered_system(folder), volumes
+               for name in ("alpha", "beta")}
+    with nbd_servers.nbdkit_file(folder, socket=tmp_path / "nbd.sock") as uri:
+        system = services.create_remote_system(name="nbd-array", driver_type="nbd",
+                                               driver_settings={"uri": uri},
+                                               actor=services.SYSTEM)
+        yield services.discover_remote_system(system.pk, actor=services.SYSTEM), volumes
 
 
 @pytest.fixture
@@ -64,7 +71,8 @@ def _import(system, volume_name, node, actor):
 
 def _start_copy(session, actor):
     wait_for_state(session, "Mirror_Enabled")
-    services.perform_action(session.pk, "enable_destination_volume", actor=actor)
+    services.perform_action(session.pk, "enable_destination_volume", actor=actor,
+                            source_unmapped_confirmed=True)  # NBD: the manual unmap
     wait_for_state(session, "Ready_To_Start_Copy")
     services.perform_action(session.pk, "start_copy", actor=actor)
 
@@ -112,10 +120,10 @@ def test_a_node_whose_worker_died_goes_offline_and_takes_no_new_import(
         return node_b.health == "Offline"
     wait_for(offline, 15, what=f"{node_b.name} to go Offline")
     with pytest.raises(ValidationError) as refused:
-        _import(system, "alpha.img", node_b, operator_actor)
+        _import(system, "alpha", node_b, operator_actor)
     assert f"Storage node {node_b.name} is Offline" in str(refused.value.field_errors)
     # Left to choose, Ferry picks a node that is online (node-a, or this process's own).
     chosen = services.create_import(name="auto", actor=operator_actor,
                                     source_resource_id=system.source_volumes.get(
-                                        name="beta.img").pk).storage_node
+                                        name="beta").pk).storage_node
     assert chosen != node_b and chosen.is_online
