@@ -419,6 +419,8 @@ def nbd_targets(results: dict) -> dict:
 
 
 def report(results: dict) -> None:
+    from tests.bench_nodes import node_rows, node_targets
+
     rows = [
         ("dense 1 GiB: cp + sync", f"{results['dense_cp_mbps']:.0f} MB/s", ""),
         ("dense 1 GiB: Ferry", f"{results['dense_ferry_mbps']:.0f} MB/s",
@@ -438,7 +440,7 @@ def report(results: dict) -> None:
         (f"pause latency (max of {PAUSES})", f"{results['pause_latency_s'] * 1000:.0f} ms",
          f"median {results['pause_latency_median_s'] * 1000:.0f} ms; target <= 1000 ms"),
     ] if "dense_ratio" in results else []
-    rows += nbd_rows(results)
+    rows += nbd_rows(results) + node_rows(results)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure'.ljust(width)}  {'value':>12}  notes")
     for name, value, note in rows:
@@ -453,6 +455,7 @@ def report(results: dict) -> None:
         "pause": results["pause_latency_s"] <= TARGETS["pause_latency_s"],
     }
     passed.update(nbd_targets(results))
+    passed.update(node_targets(results))
     print(json.dumps({"bench": "mover", "runs": RUNS, **{k: round(v, 3) for k, v in
                                                          results.items()}, "targets_met": passed}))
 
@@ -465,17 +468,22 @@ def _fresh_scratch() -> None:
 
 
 def main() -> None:
+    from tests.bench_nodes import bench_nodes  # it imports this module's helpers
+
     _fresh_scratch()
     call_command("migrate", verbosity=0)
     results: dict = {}
-    nbd_only = "--nbd-only" in sys.argv
+    only = {"--nbd-only", "--nodes-only"}.intersection(sys.argv)
     print(f"Benchmarking the data mover ({RUNS} runs each, {NBD_RUNS} for NBD, alternating) "
           f"in {WORK}...")
-    if not nbd_only:
+    if not only:
         bench_dense(results)
         bench_sparse(results)
         bench_worker(results)
-    bench_nbd(results)
+    if not only or "--nbd-only" in only:
+        bench_nbd(results)
+    if not only or "--nodes-only" in only:
+        bench_nodes(results, WORK)
     report(results)
     _fresh_scratch()
 
