@@ -41,11 +41,18 @@ def action_menu(session, user) -> list[MenuEntry]:
         else:
             reason = ""
         action_info = states.ACTIONS[action]
+        manual_step = _manual_step(session, action) if not reason else ""
         entries.append(MenuEntry(action.value, action_info.label, not reason, reason,
-                                 action_info.confirm, action_info.note,
-                                 url.format(action=action.value),
-                                 _manual_step(session, action) if not reason else ""))
+                                 action_info.confirm,
+                                 MANUAL_ENABLE_NOTE if manual_step else action_info.note,
+                                 url.format(action=action.value), manual_step))
     return entries
+
+
+# The enable note where Ferry cannot revoke the source's host access: it must not claim to.
+MANUAL_ENABLE_NOTE = ("Shut the host application down before you enable the destination "
+                      "volume. Ferry cannot remove host access on this source: do the manual "
+                      "step below first, so nothing writes to the old path by mistake.")
 
 
 def _manual_step(session, action) -> str:

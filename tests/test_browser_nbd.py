@@ -34,7 +34,8 @@ def test_an_nbd_group_import_with_the_manual_unmap_step(page, live_server, live_
         _menu_item(body, "enable_destination_volume").click()
         dialog = page.locator("#confirm-modal")
         expect(dialog.locator("#confirm-manual-step")).to_contain_text(
-            "Unmap every host that uses it from the volumes of group erp")
+            "Unmap every host that uses them from the volumes of group erp")
+        expect(dialog.locator("#confirm-note")).to_contain_text("Ferry cannot remove host")
         dialog.locator("#confirm-submit").click()  # not confirmed: the form does not go
         expect(dialog).to_be_visible()
         SCREENSHOTS.mkdir(exist_ok=True)

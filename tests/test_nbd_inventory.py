@@ -153,3 +153,4 @@ def test_the_details_page_tells_the_truth_about_host_access(client, operator, en
     page = client.get(reverse("importer:session-detail", args=[session.pk])).content.decode()
     assert "Not controlled by Ferry" in page and "Unmap every host" in page
     assert "data-manual-step=" in page  # the enable dialog asks for the confirmation
+    assert "Ferry removes the source" not in page  # no claim of a protection not applied

@@ -28,8 +28,9 @@ def _volumes(session: ImportSession) -> str:
 
 def _hosts(session: ImportSession) -> str:
     names = sorted(session.hosts.values_list("name", flat=True))
-    return f"host{'s' if len(names) > 1 else ''} {', '.join(names)}" if names \
-        else "every host that uses it"
+    if names:
+        return f"host{'s' if len(names) > 1 else ''} {', '.join(names)}"
+    return f"every host that uses {'them' if session.is_group else 'it'}"
 
 
 def unmap_step(session: ImportSession) -> str:
