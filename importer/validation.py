@@ -13,13 +13,13 @@ import unicodedata
 _UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp"}
 
 
-def _unprintable(char: str) -> bool:
+def unprintable(char: str) -> bool:
     return unicodedata.category(char) in _UNPRINTABLE
 
 
 def name_problem(value: str) -> str | None:
     """Why ``value`` cannot be a name, or None if it can."""
-    bad = next((char for char in value if _unprintable(char)), None)
+    bad = next((char for char in value if unprintable(char)), None)
     if bad is None:
         return None
     return ("A name cannot contain control characters (a newline, a tab, an escape...); "
@@ -28,9 +28,9 @@ def name_problem(value: str) -> str | None:
 
 def escape_controls(text: str) -> str:
     """``text`` with each unprintable character written as its escape (``\\n``, ``\\x1b``)."""
-    if not any(_unprintable(char) for char in text):
+    if not any(unprintable(char) for char in text):
         return text
-    return "".join(_escape_char(char) if _unprintable(char) else char for char in text)
+    return "".join(_escape_char(char) if unprintable(char) else char for char in text)
 
 
 def _escape_char(char: str) -> str:
@@ -80,7 +80,7 @@ def normalise_initiator(value: str) -> str | None:
     is not an iSCSI name nor a WWN."""
     text = value.strip()
     lowered = text.lower()
-    if any(_unprintable(char) for char in text) or len(text) > 223:  # RFC 3720's limit
+    if any(unprintable(char) for char in text) or len(text) > 223:  # RFC 3720's limit
         return None
     if lowered.startswith("iqn."):
         # The naming authority is case-insensitive; what follows the colon is the owner's.

@@ -181,3 +181,19 @@ def test_a_server_that_never_answers_times_out(settings):
         silent.close()
     assert timed_out.value.code == "nbd_timeout"
     assert "1 s" in timed_out.value.message
+
+
+@pytest.mark.parametrize("given", [
+    {"uri": "nbd://array\x00"},
+    {"uri": "nbd://array", "groups": {"g\x00": ["v"]}},
+    {"uri": "nbd://array", "groups": {"g": ["v\ud800"]}},
+    {"uri": "nbds://array", "tls_psk_file": "/keys\n.psk"},
+])
+def test_control_characters_in_any_setting_are_refused(given):
+    assert _code(given) == "settings_invalid_characters"
+
+
+def test_unknown_settings_are_named_escaped():
+    with pytest.raises(SourceError) as refused:
+        NbdDriver.validate_settings({"uri": "nbd://a", "x\x00y": 1})
+    assert "\x00" not in refused.value.message and "'x\\x00y'" in refused.value.message

@@ -25,6 +25,7 @@ from django.conf import settings as django_settings
 from importer import nbdlib
 from importer.drivers.base import DiscoveredGroup, DiscoveredVolume, Discovery, SourceDriver
 from importer.errors import SourceError
+from importer.validation import unprintable
 
 SCHEMES = {"nbd": (False, False), "nbds": (True, False),
            "nbd+unix": (False, True), "nbds+unix": (True, True)}  # scheme: (tls, unix)
@@ -114,6 +115,25 @@ def _tcp_port(raw: str, parts) -> int:
     return port
 
 
+def _check_text(value) -> None:
+    """No control character (a NUL, a newline) nor unpaired surrogate in any setting: none
+    belongs in a URI, a path or an export name, and PostgreSQL cannot store a NUL."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+    elif isinstance(value, str) and any(_unusable(char) for char in value):
+        raise _bad("settings_invalid_characters", f"The setting {ascii(value)} contains "
+                   "control characters or invalid Unicode.")
+
+
+def _unusable(char: str) -> bool:
+    return unprintable(char) or "\ud800" <= char <= "\udfff"
+
+
 def _readable_file(settings: dict, key: str, *, directory: bool = False) -> str:
     path = settings.get(key)
     if not isinstance(path, str) or not path.startswith("/"):
@@ -181,8 +201,10 @@ class NbdDriver(SourceDriver):
         settings = dict(settings or {})
         unknown = sorted(set(settings) - KNOWN_KEYS)
         if unknown:
-            raise _bad("unknown_settings", f"Unknown NBD settings: {', '.join(unknown)}. "
-                       f"Known: {', '.join(sorted(KNOWN_KEYS))}.", settings=unknown)
+            names = ", ".join(ascii(name) for name in unknown)  # echoed safely, NULs too
+            raise _bad("unknown_settings", f"Unknown NBD settings: {names}. "
+                       f"Known: {', '.join(sorted(KNOWN_KEYS))}.")
+        _check_text(settings)
         server = parse_uri(settings.get("uri"))
         cleaned = {"uri": server.uri.strip(), **_validate_tls(settings, server)}
         groups = _validate_groups(settings.get("groups"))
