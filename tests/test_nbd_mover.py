@@ -18,6 +18,7 @@ from tests.nbd_servers import (
     qemu_nbd_server,
     require_nbd_tools,
 )
+from tests.test_mover import _write_layout
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB
@@ -30,12 +31,7 @@ def _nbd_tools():
 
 
 def _write_image(path, extents, size=SIZE):
-    with open(path, "wb") as out:
-        out.truncate(size)
-        for offset, length in extents:
-            out.seek(offset)
-            out.write(os.urandom(length))
-        os.fsync(out.fileno())
+    _write_layout(path, size, extents)
 
 
 def _sha256(path):

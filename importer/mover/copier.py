@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import xxhash
 
 from importer.mover.extents import data_segments
-from importer.mover.sources import CopyError, FileSource, Source
+from importer.mover.sources import CopyError, FileSource, Source, advise
 from importer.mover.throttle import TokenBucket
 from importer.mover.writeback import Writeback
 
@@ -265,7 +265,7 @@ class _Copy:
             self.writeback.written(offset, size)
             return
         if self.last_written is not None and self.kick_writeback:
-            self.kick_writeback = _advise(self.dst, os.POSIX_FADV_DONTNEED, self.last_written,
+            self.kick_writeback = advise(self.dst, os.POSIX_FADV_DONTNEED, self.last_written,
                                           self.plan.chunk_size)
         self.last_written = offset
 
@@ -295,15 +295,6 @@ class _Copy:
                    for item in self.pending]
         self.pending = []
         self.on_checkpoint(Checkpoint(start, end, self.plan.chunk_size, digests))
-
-
-def _advise(fd: int, advice: int, offset: int = 0, length: int = 0) -> bool:
-    """A hint to the kernel; False where the file (a pipe, some devices) does not take it."""
-    try:
-        os.posix_fadvise(fd, offset, length, advice)
-        return True
-    except OSError:
-        return False
 
 
 def _write_kind(error: OSError) -> str:

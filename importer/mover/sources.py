@@ -88,7 +88,7 @@ class FileSource(Source):
         self.fd, self.label = fd, label or f"fd {fd}"
         self.owner = owner  # the file object that owns ``fd``, closed with the source
         self.size = os.fstat(fd).st_size
-        _advise(fd, os.POSIX_FADV_SEQUENTIAL)
+        advise(fd, os.POSIX_FADV_SEQUENTIAL)
 
     @classmethod
     def from_file(cls, file, label: str = "") -> FileSource:
@@ -362,7 +362,7 @@ def nbd_uri_connector(uri: str) -> Callable:
     return connect
 
 
-def _advise(fd: int, advice: int, offset: int = 0, length: int = 0) -> bool:
+def advise(fd: int, advice: int, offset: int = 0, length: int = 0) -> bool:
     """A hint to the kernel; False where the file (a pipe, some devices) does not take it."""
     try:
         os.posix_fadvise(fd, offset, length, advice)
