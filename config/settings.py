@@ -333,6 +333,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # kombu polls the folder, by default once a second: every hand-off between jobs
+        # (a copy to its cutover, one slice to the next) would wait for it.
+        "polling_interval": float(env_str("FERRY_BROKER_POLL_SECONDS", "0.05")),
     }
     for _folder in ("queue", "control"):  # the transport needs them before any message
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)

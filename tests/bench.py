@@ -485,7 +485,8 @@ def main() -> None:
     if not only or "--nodes-only" in only:
         bench_nodes(results, WORK)
     report(results)
-    _fresh_scratch()
+    if not os.environ.get("BENCH_KEEP"):
+        _fresh_scratch()
 
 
 if __name__ == "__main__":

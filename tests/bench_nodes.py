@@ -129,6 +129,7 @@ def _ferry_run(work, exports, system, nodes) -> tuple[float, float, list[float]]
     for session in sessions:
         session.refresh_from_db()
     _check_bytes(sessions, exports)
+    _print_timeline(sessions, start)
     _release_sources()
     return (done_at - start, copied_at - start,
             [float(s.average_transfer_rate) for s in sessions])
@@ -171,6 +172,27 @@ def _wait_all_completed(ids: list[int], start: float, timeout: float = 600):
             raise RuntimeError(f"imports left the copy path: {stuck}")
         time.sleep(POLL_SECONDS)
     raise RuntimeError(f"the eight imports did not complete within {timeout} s")
+
+
+def _print_timeline(sessions: list[ImportSession], start: float) -> None:
+    """Where each import spent the run, in seconds from the first start_copy: to see
+    whether copying, waiting for a worker or verifying is what costs."""
+    from importer.models import CopiedExtent, ImportEvent
+
+    origin = time.time() - (time.perf_counter() - start)  # wall clock of ``start``
+    print("    session  node  start_copy  1st checkpoint  last checkpoint  ready  completed",
+          flush=True)
+    for session in sessions:
+        extents = CopiedExtent.objects.filter(session=session).order_by("created")
+        entered = dict(ImportEvent.objects.filter(session=session)
+                       .values_list("to_state", "timestamp"))
+        def at(moment):
+            return f"{moment.timestamp() - origin:6.2f}" if moment else "     -"
+        print(f"    {session.source_volume.name:8} {session.storage_node.name[-1]}  "
+              f"{at(entered.get(State.COPY_IN_PROGRESS))}  {at(extents.first().created)}  "
+              f"{at(extents.last().created)}  "
+              f"{at(entered.get(State.READY_FOR_CUTOVER))}  "
+              f"{at(entered.get(State.IMPORT_COMPLETED))}", flush=True)
 
 
 def _check_bytes(sessions: list[ImportSession], exports: Path) -> None:
