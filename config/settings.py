@@ -337,6 +337,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # (a copy to its cutover, one slice to the next) would wait for it.
         "polling_interval": float(env_str("FERRY_BROKER_POLL_SECONDS", "0.05")),
     }
+    CELERY_BROKER_TRANSPORT = "config.celery:FilesystemTransport"
     for _folder in ("queue", "control"):  # the transport needs them before any message
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 else:
@@ -349,6 +350,11 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Processes per worker: each running copy holds one for a slice, and the jobs of other
+# sessions (setup, cutover, cancel) wait for a free one. A copy mostly waits on the network
+# and the disk, so a node runs more copies than it has cores. Read here, so that runferry,
+# docker-compose and a bare `celery worker` agree without a --concurrency of their own.
+CELERY_WORKER_CONCURRENCY = env_int("FERRY_WORKER_CONCURRENCY", 4)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A broker outage never stops the worker: it retries forever (Celery's default gives up
@@ -385,5 +391,7 @@ FERRY_LEASE_SECONDS = env_int("FERRY_LEASE_SECONDS", 15)
 FERRY_VERIFY_CHECKSUMS = env_bool("FERRY_VERIFY_CHECKSUMS", True)
 # How long an NBD read keeps reconnecting to a server that dropped or failed it.
 FERRY_NBD_RETRY_SECONDS = float(env_str("FERRY_NBD_RETRY_SECONDS", "30"))
+# Connections one copy opens to a server that allows multi-conn (else one).
+FERRY_NBD_CONNECTIONS = env_int("FERRY_NBD_CONNECTIONS", 4)
 # Bytes per second shared by all copies; 0 means no global limit.
 FERRY_GLOBAL_BANDWIDTH = env_int("FERRY_GLOBAL_BANDWIDTH", 0)

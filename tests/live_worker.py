@@ -60,7 +60,7 @@ class LiveWorker:
         self.generation += 1
         log = self.log_dir / f"worker-{self.generation}.log"
         self.worker = self._spawn(f"worker-{self.generation}", [
-            "worker", "--loglevel=INFO", "--concurrency=2", "--without-heartbeat",
+            "worker", "--loglevel=INFO", "--without-heartbeat",
             "--without-gossip", "--without-mingle",
             f"--hostname={self.name}{self.generation}-{os.getpid()}@%h"])
         deadline = time.monotonic() + 60

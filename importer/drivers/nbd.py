@@ -385,6 +385,7 @@ class NbdDriver(SourceDriver):
                 raise ConnectionError(error.message) from None
 
         return NbdSource(connect, label=self.server.describe(identifier),
+                         connections=django_settings.FERRY_NBD_CONNECTIONS,
                          retry_seconds=django_settings.FERRY_NBD_RETRY_SECONDS)
 
     # --- Host access: the operator's manual step ---------------------------------------------

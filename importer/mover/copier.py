@@ -1,8 +1,13 @@
-"""The copy loop: aligned chunks, one pair of reused buffers, checksums in a thread.
+"""The copy loop: aligned chunks, a few reused buffers, checksums in a thread.
 
 A checkpoint is reported only after the destination is flushed with fdatasync, so the
 recorded map never claims a range that did not reach the disk (ddrescue's rule). Writeback
 of each chunk is started right behind the copy, so that flush has little left to wait for.
+
+A source that reads ahead (NBD) reads and writes each chunk in a reader thread, as nbdcopy
+does: with one writer thread, a fast source (nbdkit on a Unix socket) waited on the writer,
+and the copy ran at 0.6 of nbdcopy. The main thread keeps the order: it hashes, retires
+writeback and checkpoints chunk by chunk.
 
 Checksums are xxh3-128 per chunk: they guard against corruption on the way, not against
 an adversary, and they cost 1/20 of what sha256 does (the spec allows xxh3 or blake3).
@@ -79,7 +84,9 @@ class _Chunk:
     segments: list[tuple[int, int]]
     buffer: bytearray | None = None
     slot: int = 0  # which of the copy's buffers
-    ready: Future | None = None  # its read, when it is read ahead in a thread
+    ready: Future | None = None  # its read and write, when done ahead in a thread
+    zeros: bool = False  # it read as zeros: nothing was written, it stays a hole
+    written: int = 0  # bytes written
 
 
 class _Stopped(Exception):
@@ -137,7 +144,8 @@ class _Copy:
             self._checkpoint(segment_start, position)
             return CopyOutcome(position, False, stop.reason)
         finally:
-            self.cancel.set()  # chunks read ahead but not written are simply dropped
+            # Chunks read or written ahead but not checkpointed are simply copied again.
+            self.cancel.set()
             if self.readers:
                 self.readers.shutdown(wait=True, cancel_futures=True)
             if self.hasher:
@@ -153,7 +161,7 @@ class _Copy:
         if chunk.ready is not None:
             self._wait_for_read(chunk.ready)
         elif chunk.buffer is not None:
-            self._fill(chunk)
+            self._fill_and_write(chunk)
         return chunk
 
     def _plan_chunk(self, offset: int) -> _Chunk:
@@ -166,7 +174,7 @@ class _Copy:
             self.busy[index].result()
         chunk = _Chunk(offset, chunk_end, segments, self.buffers[index], index)
         if self.readers:
-            chunk.ready = self.readers.submit(self._fill, chunk)
+            chunk.ready = self.readers.submit(self._fill_and_write, chunk)
         return chunk
 
     def _end_of_hole(self, chunk_end: int) -> int:
@@ -178,14 +186,25 @@ class _Copy:
         chunk_of_data = self.origin + (data - self.origin) // size * size
         return min(max(chunk_end, chunk_of_data), self.end)
 
-    def _fill(self, chunk: _Chunk) -> None:
+    def _fill_and_write(self, chunk: _Chunk) -> None:
+        """Read a chunk and write it, unless it reads as zeros (then it stays a hole)."""
         offset, size = chunk.offset, chunk.end - chunk.offset
-        view = memoryview(chunk.buffer)[:size]
+        buffer = chunk.buffer
+        view = memoryview(buffer)[:size]
         if chunk.segments != [(offset, chunk.end)]:
             view[:] = _zeros(size)  # holes inside the chunk read as zeros
         for seg_start, seg_end in chunk.segments:
             self.source.read_into(view[seg_start - offset:seg_end - offset], seg_start,
                                   self.cancel)
+        # Compare bytes, not a memoryview: the spec measured that 30 times faster.
+        if (buffer if size == len(buffer) else bytes(view)) == _zeros(size):
+            chunk.zeros = True
+            return
+        for seg_start, seg_end in chunk.segments:
+            self._write(view[seg_start - offset:seg_end - offset], seg_start)
+        if self.writeback is not None:
+            self.writeback.start(offset, size)
+        chunk.written = sum(seg_end - seg_start for seg_start, seg_end in chunk.segments)
 
     def _wait_for_read(self, ready: Future) -> None:
         """Wait for a chunk read ahead, still asking whether to stop: a read may be slow,
@@ -201,28 +220,23 @@ class _Copy:
     # --- Writing -----------------------------------------------------------------------
 
     def _copy_chunk(self, chunk: _Chunk) -> tuple[int, int]:
-        """Write a chunk that was read, or skip a run of holes. Returns where the copy is
-        now and how many bytes it wrote."""
+        """Account for a chunk read and written, or a run of holes skipped, in the order of
+        the copy. Returns where the copy is now and how many bytes it wrote."""
         offset, size = chunk.offset, chunk.end - chunk.offset
         if chunk.buffer is None:
             self.pending.extend([ZERO_DIGEST] * -(-size // self.plan.chunk_size))
             return chunk.end, 0
-        buffer = chunk.buffer
-        view = memoryview(buffer)[:size]
-        # Compare bytes, not a memoryview: the spec measured that 30 times faster.
-        if (buffer if size == len(buffer) else bytes(view)) == _zeros(size):
+        if chunk.zeros:
             self.pending.append(ZERO_DIGEST)
             return chunk.end, 0
-        for seg_start, seg_end in chunk.segments:
-            self._write(view[seg_start - offset:seg_end - offset], seg_start)
-        self._start_writeback(offset, size)
+        self._retire_writeback(offset, size)
         if self.hasher:
-            future = self.hasher.submit(chunk_digest, view)
+            future = self.hasher.submit(chunk_digest, memoryview(chunk.buffer)[:size])
             self.busy[chunk.slot] = future
             self.pending.append(future)
         else:
             self.pending.append(NOT_HASHED)
-        return chunk.end, sum(seg_end - seg_start for seg_start, seg_end in chunk.segments)
+        return chunk.end, chunk.written
 
     def _write(self, view, offset: int) -> None:
         """Write the bytes just read (and hashed) at ``offset``.
@@ -253,16 +267,17 @@ class _Copy:
                 raise CopyError(_write_kind(error), offset + done,
                                 error.strerror or str(error)) from error
 
-    def _start_writeback(self, offset: int, size: int) -> None:
-        """Start writing chunks to disk now, not at the checkpoint, so its fdatasync has
-        little left to wait for.
+    def _retire_writeback(self, offset: int, size: int) -> None:
+        """Get chunks to disk now, not at the checkpoint, so its fdatasync has little left
+        to wait for.
 
         Behind copy_file_range: POSIX_FADV_DONTNEED on the chunk written before this one (in
         a sparse volume rarely the one just before) starts its writeback and drops only
-        clean pages, so no data is lost. Behind pwrite: sync_file_range, then eviction.
+        clean pages, so no data is lost. Behind pwrite: the writer started the chunk's
+        writeback (sync_file_range); an older chunk's is waited for, then evicted.
         """
         if self.writeback is not None:
-            self.writeback.written(offset, size)
+            self.writeback.retire(offset, size)
             return
         if self.last_written is not None and self.kick_writeback:
             self.kick_writeback = advise(self.dst, os.POSIX_FADV_DONTNEED, self.last_written,
@@ -322,23 +337,53 @@ def copy_range(src: int | Source, dst: int, start: int, end: int, *, plan: CopyP
     return copy.run(start, end)
 
 
+# Measured here on an evicted file: 4 MiB reads ran at 468 MB/s, 32 MiB reads at 1,430.
+VERIFY_READ_BYTES = 32 * MiB
+
+
 def first_mismatch(dst: int, checkpoint: Checkpoint) -> int | None:
-    """Re-read a checkpointed range of the destination; the first chunk that differs."""
-    buffer = bytearray(checkpoint.chunk_size)
-    for index, expected in enumerate(checkpoint.digests):
-        if expected is NOT_HASHED:
+    """Re-read a checkpointed range of the destination; the first chunk that differs.
+
+    Reads several chunks at a time (the disk is far faster with large reads) and skips
+    runs of all-zero chunks that are still holes without reading them."""
+    size, digests = checkpoint.chunk_size, checkpoint.digests
+    per_read = max(1, VERIFY_READ_BYTES // size)
+    buffer = bytearray(per_read * size)
+    advise(dst, os.POSIX_FADV_SEQUENTIAL)
+    for first in range(0, len(digests), per_read):
+        batch = digests[first:first + per_read]
+        start = checkpoint.start + first * size
+        end = min(start + len(batch) * size, checkpoint.end)
+        if _still_holes(dst, batch, start, end):
             continue
-        offset = checkpoint.start + index * checkpoint.chunk_size
-        size = min(checkpoint.chunk_size, checkpoint.end - offset)
-        view = memoryview(buffer)[:size]
-        if expected == ZERO_DIGEST and not list(data_segments(dst, offset, offset + size)):
-            continue
-        count = os.preadv(dst, [view], offset)
-        if count != size:
-            return offset
-        actual = bytes(view) == _zeros(size) if expected == ZERO_DIGEST else None
-        if expected == ZERO_DIGEST and not actual:
-            return offset
-        if expected != ZERO_DIGEST and chunk_digest(view) != expected:
-            return offset
+        view = memoryview(buffer)[:end - start]
+        if _read_fully(dst, view, start) != len(view):
+            return start
+        for index, expected in enumerate(batch):
+            chunk = view[index * size:min((index + 1) * size, end - start)]
+            if not _matches(chunk, expected):
+                return start + index * size
     return None
+
+
+def _still_holes(dst: int, batch: list, start: int, end: int) -> bool:
+    unhashed = all(digest in (ZERO_DIGEST, NOT_HASHED) for digest in batch)
+    return unhashed and not list(data_segments(dst, start, end))
+
+
+def _read_fully(fd: int, view: memoryview, offset: int) -> int:
+    done = 0
+    while done < len(view):
+        count = os.preadv(fd, [view[done:]], offset + done)
+        if count == 0:
+            break
+        done += count
+    return done
+
+
+def _matches(chunk: memoryview, expected: str | None) -> bool:
+    if expected is NOT_HASHED:
+        return True
+    if expected == ZERO_DIGEST:
+        return bytes(chunk) == _zeros(len(chunk))
+    return chunk_digest(chunk) == expected

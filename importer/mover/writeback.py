@@ -24,17 +24,22 @@ except (OSError, AttributeError):  # not Linux
 
 
 class Writeback:
-    """Call ``written(offset, length)`` after each write. Errors are left to the
-    checkpoint's fdatasync, which reports them; here a failure only turns eviction off."""
+    """Call ``start(offset, length)`` right after a write (from any thread), then
+    ``retire(offset, length)`` in the order of the copy (from one thread). Errors are left
+    to the checkpoint's fdatasync, which reports them; here a failure only turns eviction
+    off."""
 
     def __init__(self, fd: int, lag: int = 2):
         self.fd, self.lag = fd, lag  # chunks whose writeback may still be running
         self.started: deque[tuple[int, int]] = deque()
         self.works = _sync_file_range is not None
 
-    def written(self, offset: int, length: int) -> None:
+    def start(self, offset: int, length: int) -> None:
         if not self.works or not self._sync(offset, length, SYNC_FILE_RANGE_WRITE):
             _drop(self.fd, offset, length)  # starts writeback where sync_file_range cannot
+
+    def retire(self, offset: int, length: int) -> None:
+        if not self.works:
             return
         self.started.append((offset, length))
         while len(self.started) > self.lag:

@@ -81,7 +81,7 @@ class Command(BaseCommand):
         children = [Child(name, command, env) for name, command in {
             **self._nbd_demo(),
             "web": [sys.executable, "manage.py", "runserver", address, "--noreload"],
-            "worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2",
+            "worker": [*celery, "worker", "--loglevel=INFO",
                        *WORKER_OPTIONS, "--hostname=ferry@%h"],
             "beat": [*celery, "beat", "--loglevel=WARNING",
                      f"--schedule={settings.VAR_DIR / 'celerybeat-schedule'}"],
