@@ -15,9 +15,9 @@ from importer.frontend.runtime import (
     CUT_OVER,
     FENCED,
     FORWARD,
-    MiB,
     CopyGuard,
     CopyRefused,
+    MiB,
     VolumeRuntime,
 )
 
