@@ -73,7 +73,7 @@ def run_copier(folder, result, *, seconds: float = 0.0, chunk: int = 4 * MiB,
                race_window: float = 0.005, seed: int = 2, unsafe: bool = False,
                start_event=None) -> None:
     """Copy every chunk at least once, and keep making passes (as a redelivered slice
-    would) until ``seconds`` have gone by. ``race_window`` sleeps between reading the
+    would) until ``seconds`` have gone by, stopping mid-pass then. ``race_window`` sleeps between reading the
     source and writing the destination, where a host write would be lost without the
     guard."""
     from importer.frontend.runtime import CopyGuard, VolumeRuntime
@@ -93,6 +93,8 @@ def run_copier(folder, result, *, seconds: float = 0.0, chunk: int = 4 * MiB,
         for start in starts:
             end = min(start + chunk, runtime.size)
             copy_range(guard, source, destination, start, end, race_window, counts, unsafe)
+            if counts["passes"] and time.monotonic() >= deadline:
+                break  # stop with the host: a later pass would repair what a race broke
         counts["passes"] += 1
     destination.flush()
     source.close()
