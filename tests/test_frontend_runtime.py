@@ -235,3 +235,10 @@ def test_quiesce_waits_for_a_host_request_in_flight(runtime):
     with runtime.quiesce():
         assert time.monotonic() - began >= 0.3
     holder.join()
+
+
+def test_an_empty_range_takes_no_lock(runtime):
+    with pytest.raises(ValueError):
+        RangeLock(runtime.folder / "lock").lock(3, 0, exclusive=True)
+    with runtime.host_lock(2, 2, exclusive=True), runtime.chunk_lock(2, 2):
+        assert RangeLock(runtime.folder / "lock").lock(0, 6, exclusive=True, wait=False)

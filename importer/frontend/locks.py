@@ -38,6 +38,8 @@ class RangeLock:
 
     def lock(self, start: int, length: int, exclusive: bool, wait: bool = True) -> bool:
         """Take [start, start+length); False only when ``wait`` is off and it is held."""
+        if length <= 0:  # fcntl reads 0 as "to the end of the file": never meant here
+            raise ValueError(f"a lock needs a positive length, not {length}")
         command = fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK
         try:
             fcntl.fcntl(self.fd, command, _flock(F_WRLCK if exclusive else F_RDLCK,

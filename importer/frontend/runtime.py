@@ -250,7 +250,7 @@ class VolumeRuntime:
     def host_lock(self, first: int, stop: int, exclusive: bool):
         """A host request's lock on chunks [first, stop): through the gate, so quiesce
         can stop new requests while it waits for those in flight."""
-        if not self.locking:
+        if not self.locking or stop <= first:  # a zero-length request touches no chunk
             yield
             return
         with self.locks.borrowed() as handle:
@@ -267,7 +267,7 @@ class VolumeRuntime:
     def chunk_lock(self, first: int, stop: int, exclusive: bool = True):
         """The copier's (and intent recovery's) lock: no gate, so it never waits on a
         quiesce it could not be starving anyway (it holds chunks for milliseconds)."""
-        if not self.locking:
+        if not self.locking or stop <= first:
             return nullcontext()
         return _held_with_pool(self.locks, first, stop - first, exclusive)
 
