@@ -73,9 +73,9 @@ def run_copier(folder, result, *, seconds: float = 0.0, chunk: int = 4 * MiB,
                race_window: float = 0.005, seed: int = 2, unsafe: bool = False,
                start_event=None) -> None:
     """Copy every chunk at least once, and keep making passes (as a redelivered slice
-    would) until ``seconds`` have gone by, stopping mid-pass then. ``race_window`` sleeps between reading the
-    source and writing the destination, where a host write would be lost without the
-    guard."""
+    would) until ``seconds`` have gone by, stopping mid-pass then. ``race_window``
+    sleeps between reading the source and writing the destination, where a host write
+    would be lost without the guard."""
     from importer.frontend.runtime import CopyGuard, VolumeRuntime
     from importer.frontend.sides import FileSide, open_source
 
