@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket as sockets
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ PLUGIN = Path(__file__).resolve().with_name("plugin.py")
 # pyvenv.cfg through PATH and then loads the wrong standard library.
 CLEAN_ENV = {"PATH": "/usr/bin:/bin"}
 NBD_GREETING = b"NBDMAGIC" + b"IHAVEOPT"  # the newstyle greeting, sent before TLS starts
+# Our reply to it: client flags FIXED_NEWSTYLE | NO_ZEROES, then NBD_OPT_ABORT, so the
+# readiness probe leaves politely instead of an error line in the server's log.
+NBD_PROBE_GOODBYE = struct.pack(">I", 3) + b"IHAVEOPT" + struct.pack(">II", 2, 0)
 IDENTITY = re.compile(r"^[^:\s]+$")
 
 
@@ -144,12 +148,15 @@ class FrontEnd:
             try:
                 probe.connect(address)
                 received = b""
-                while len(received) < len(NBD_GREETING):
-                    more = probe.recv(len(NBD_GREETING) - len(received))
+                while len(received) < len(NBD_GREETING) + 2:  # + the server's flags
+                    more = probe.recv(len(NBD_GREETING) + 2 - len(received))
                     if not more:
                         return False
                     received += more
-                return received == NBD_GREETING
+                if received[:16] != NBD_GREETING:
+                    return False
+                probe.sendall(NBD_PROBE_GOODBYE)
+                return True
             except OSError:
                 return False
 
