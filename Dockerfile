@@ -2,9 +2,11 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 # The NBD data path: libnbd and its Python bindings (linked into this Python below by
-# importer.nbdlib), nbdkit and qemu-utils to serve and inspect images.
+# importer.nbdlib), nbdkit and qemu-utils to serve and inspect images, and nbdkit's
+# Python plugin for the front end that serves destination volumes (importer/frontend).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nbdkit libnbd-bin python3-libnbd qemu-utils \
+ && apt-get install -y --no-install-recommends nbdkit nbdkit-plugin-python libnbd-bin \
+    python3-libnbd qemu-utils \
  && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY config config

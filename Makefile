@@ -29,11 +29,14 @@ setup: $(STAMP) nbd-packages
 
 # The NBD data path uses the protocol's own tools from Debian: nbdkit and qemu-nbd serve
 # (the demo array, the tests), libnbd reads (its Python bindings), nbdcopy and qemu-img are
-# the benchmark's references. Installed here when make runs as root on Debian, as .ci/run
-# does for Chromium; elsewhere this says what to install, and Ferry runs on without NBD.
-NBD_PACKAGES := nbdkit libnbd-bin python3-libnbd qemu-utils
+# the benchmark's references, and nbdkit's Python plugin runs the front end serving
+# destination volumes to hosts during an import (importer/frontend). Installed here when
+# make runs as root on Debian, as .ci/run does for Chromium; elsewhere this says what to
+# install, and Ferry runs on without NBD.
+NBD_PACKAGES := nbdkit nbdkit-plugin-python libnbd-bin python3-libnbd qemu-utils
 NBD_READY    := command -v nbdkit && command -v nbdcopy && command -v qemu-nbd \
-                && test -f /usr/lib/python3/dist-packages/nbd.py
+                && test -f /usr/lib/python3/dist-packages/nbd.py \
+                && test -n "$$(find /usr/lib/*/nbdkit/plugins -name nbdkit-python-plugin.so)"
 nbd-packages:
 	@if ( $(NBD_READY) ) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then \

@@ -30,14 +30,28 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def require_nbd_tools() -> None:
-    """Skip the test without the tools, except on CI, where their absence is a failure."""
+def missing_frontend_tools() -> list[str]:
+    """What the front end's tests lack: the NBD tools, and nbdkit's Python plugin
+    (Debian's nbdkit-plugin-python), which runs importer/frontend/plugin.py."""
+    missing = missing_tools()
+    if shutil.which("nbdkit") and subprocess.run(
+            ["nbdkit", "python", "--version"], env={"PATH": "/usr/bin:/bin"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        missing.append("nbdkit-plugin-python")
+    return missing
+
+
+def require_nbd_tools(frontend: bool = False) -> None:
+    """Skip the test without the tools, except on CI, where their absence is a failure.
+    ``frontend``: also nbdkit's Python plugin."""
     import pytest
 
-    missing = missing_tools()
+    missing = missing_frontend_tools() if frontend else missing_tools()
     if not missing:
         return
-    message = f"NBD tests need {', '.join(missing)}: {INSTALL_HINT} (then make setup)"
+    hint = INSTALL_HINT.replace("nbdkit ", "nbdkit nbdkit-plugin-python ") if frontend \
+        else INSTALL_HINT
+    message = f"NBD tests need {', '.join(missing)}: {hint} (then make setup)"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -119,23 +133,23 @@ class NbdServer:
 
 
 def nbdkit_file_server(path_or_dir, socket=None, port=None, extra_args=(),
-                       export: str = "") -> NbdServer:
-    """nbdkit's file plugin, read-only: one file, or a folder's files as exports."""
+                       export: str = "", read_only: bool = True) -> NbdServer:
+    """nbdkit's file plugin, read-only unless told: one file, or a folder's files."""
     target = Path(path_or_dir).resolve()
     plugin_arg = f"dir={target}" if target.is_dir() else f"file={target}"
     listen = ["--unix", "{socket}"] if socket is not None else [
         "--ipaddr", "127.0.0.1", "--port", "{port}"]
-    argv = ["nbdkit", "--foreground", "--exit-with-parent", "--readonly", *listen,
-            *extra_args, "file", plugin_arg]
+    argv = ["nbdkit", "--foreground", "--exit-with-parent",
+            *(["--readonly"] if read_only else []), *listen, *extra_args, "file", plugin_arg]
     return NbdServer(argv, socket, port, export)
 
 
 def qemu_nbd_server(image, socket=None, port=None, extra_args=(),
-                    image_format: str = "raw") -> NbdServer:
-    """qemu-nbd, read-only (it then allows multi-conn), for many clients in turn."""
+                    image_format: str = "raw", read_only: bool = True) -> NbdServer:
+    """qemu-nbd, read-only unless told (it then allows multi-conn), for many clients."""
     listen = ["--socket", "{socket}"] if socket is not None else [
         "--bind", "127.0.0.1", "--port", "{port}"]
-    argv = ["qemu-nbd", "--read-only", "--persistent", "--shared", "16",
+    argv = ["qemu-nbd", *(["--read-only"] if read_only else []), "--persistent", "--shared", "16",
             f"--format={image_format}", *listen, *extra_args, str(Path(image).resolve())]
     return NbdServer(argv, socket, port)
 

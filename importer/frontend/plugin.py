@@ -1,0 +1,284 @@
+"""nbdkit Python plugin: serves one destination volume to hosts while its import copies it.
+
+    nbdkit -f --log=stderr python importer/frontend/plugin.py runtime=FOLDER
+
+Runs in nbdkit's embedded Python (Debian's 3.11), so stdlib and Debian's ``nbd`` only;
+start nbdkit with a clean environment (server.py does) or an activated venv makes that
+interpreter load the wrong standard library.
+
+In FORWARD mode reads of copied chunks come from the destination, the rest from the
+source; writes go to the SOURCE first, then the destination, under an exclusive lock on
+their chunks, so the source always holds every acknowledged write and a cancel can send
+the host back to it. CUT_OVER serves the destination alone; FENCED refuses all I/O.
+
+Test-only parameters: ``nolock=1`` disables the range locks (the race test's negative
+control must then fail), ``test_write_delay_ms=N`` sleeps between the source write and
+the destination write (to kill the front end in between).
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbdkit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # nbdkit loads us by path
+
+from importer.frontend.runtime import CUT_OVER, FENCED, FORWARD, VolumeRuntime  # noqa: E402
+from importer.frontend.sides import FileSide, open_source  # noqa: E402
+
+API_VERSION = 2
+
+settings = {"runtime": None, "nolock": False, "test_write_delay_ms": 0}
+volume: VolumeRuntime | None = None
+destination: FileSide | None = None
+
+
+class Refused(Exception):
+    """A request that must fail with the errno already given to nbdkit.set_error."""
+
+
+# --- Configuration and start ---------------------------------------------------------------
+
+def thread_model():
+    # The GIL is released in os.pread/pwrite, libnbd calls and lock waits.
+    return nbdkit.THREAD_MODEL_PARALLEL
+
+
+def config(key, value):
+    if key == "runtime":
+        settings["runtime"] = value
+    elif key == "nolock":
+        settings["nolock"] = value in ("1", "true", "yes")
+    elif key == "test_write_delay_ms":
+        settings["test_write_delay_ms"] = int(value)
+    else:
+        raise RuntimeError(f"unknown parameter {key!r}")
+
+
+def config_complete():
+    if not settings["runtime"]:
+        raise RuntimeError("runtime=FOLDER is required")
+
+
+config_help = "runtime=FOLDER  the volume's runtime folder (importer/frontend/runtime.py)"
+
+
+def get_ready():
+    global volume, destination
+    volume = VolumeRuntime.open(settings["runtime"], locking=not settings["nolock"])
+    destination = FileSide(volume.destination)
+    recover_interrupted_writes()
+
+
+def recover_interrupted_writes():
+    """A chunk with intent set: the previous front end died between the source write and
+    the destination write (or in the middle of either). The source is authoritative, so
+    copy the chunk from it; if the chunk was copied, the host has written it since."""
+    chunks = volume.intent_chunks()
+    if not chunks:
+        return
+    if volume.mode != FORWARD:
+        log(f"{len(chunks)} chunks have an interrupted write, but the volume is not in "
+            "forward mode: left as they are")
+        return
+    source = open_source(volume.source)
+    try:
+        for chunk in chunks:
+            with volume.chunk_lock(chunk, chunk + 1):
+                start, end = volume.byte_range(chunk, chunk + 1)
+                data = bytearray(end - start)
+                source.read_into(memoryview(data), start)
+                volume.bump_generations(chunk, chunk + 1)
+                destination.write(data, start)
+                volume.mark_written(chunk, chunk + 1)
+                volume.set_intent(chunk, chunk + 1, False)
+        destination.flush()
+    finally:
+        source.close()
+    log(f"repaired {len(chunks)} chunks with an interrupted write from the source")
+
+
+# --- Connections -------------------------------------------------------------------------
+
+def open(readonly):
+    # One source connection per client connection, made when first needed: a front end
+    # in CUT_OVER mode must serve even when the source is gone.
+    return {"source": None, "guard": threading.Lock()}
+
+
+def close(h):
+    if h["source"] is not None:
+        h["source"].close()
+
+
+def source_of(h):
+    with h["guard"]:
+        if h["source"] is None:
+            h["source"] = open_source(volume.source)
+        return h["source"]
+
+
+def drop_source(h, broken) -> None:
+    """Forget a source connection that failed: the next request reconnects."""
+    with h["guard"]:
+        if h["source"] is broken:
+            h["source"] = None
+    broken.close()
+
+
+def get_size(h):
+    return volume.size
+
+
+def can_write(h):
+    return True
+
+
+def can_flush(h):
+    return True
+
+
+def can_fua(h):
+    return nbdkit.FUA_NATIVE
+
+
+def can_zero(h):
+    return True
+
+
+def can_fast_zero(h):
+    return False
+
+
+def can_trim(h):
+    return False  # never trim the destination alone; not worth forwarding in v1
+
+
+def can_multi_conn(h):
+    return True  # every connection sees the same files, and flush covers both sides
+
+
+# --- I/O ---------------------------------------------------------------------------------
+
+def pread(h, buf, offset, flags):
+    view = memoryview(buf)
+    first, stop = volume.chunks_covering(offset, offset + len(view))
+    with volume.host_lock(first, stop, exclusive=False):
+        if current_mode() == CUT_OVER:
+            destination.read_into(view, offset)
+        else:
+            read_routed(h, view, offset, first, stop)
+    volume.count("read_ops")
+    volume.count("read_bytes", len(view))
+
+
+def read_routed(h, view, offset, first, stop):
+    """Per run of chunks in the same state: the destination if copied, else the source."""
+    end = offset + len(view)
+    for run_first, run_stop, copied in volume.copied_runs(first, stop):
+        run_start, run_end = volume.byte_range(run_first, run_stop)
+        start, finish = max(run_start, offset), min(run_end, end)
+        part = view[start - offset:finish - offset]
+        if copied:
+            destination.read_into(part, start)
+            continue
+        source = source_of(h)
+        try:
+            source.read_into(part, start)
+        except Exception:
+            drop_source(h, source)
+            volume.count("errors")
+            raise
+
+
+def pwrite(h, buf, offset, flags):
+    write_both(h, offset, len(buf), lambda side: side.write(buf, offset), flags, "write")
+
+
+def zero(h, count, offset, flags):
+    write_both(h, offset, count, lambda side: side.zero(count, offset), flags, "zero")
+
+
+def write_both(h, offset, count, apply, flags, kind):
+    first, stop = volume.chunks_covering(offset, offset + count)
+    with volume.host_lock(first, stop, exclusive=True):
+        if current_mode() == FORWARD:
+            forward(h, first, stop, apply, f"{kind} of {count} bytes at {offset}")
+        else:
+            apply(destination)
+        if flags & nbdkit.FLAG_FUA:
+            flush(h, 0)
+    volume.count(f"{kind}_ops")
+    volume.count(f"{kind}_bytes", count)
+
+
+def forward(h, first, stop, apply, what):
+    """Source first, then destination. The generation is bumped before (a copier that
+    read the source earlier must re-read) and after the source write (a copier that read
+    it during the write must re-read too); intent marks the window a crash can tear."""
+    volume.set_intent(first, stop, True)
+    volume.bump_generations(first, stop)
+    source = source_of(h)
+    try:
+        apply(source)
+    except Exception as error:
+        drop_source(h, source)
+        fail(first, stop, f"the source refused a host {what}: {error}")
+    volume.bump_generations(first, stop)
+    if settings["test_write_delay_ms"]:
+        time.sleep(settings["test_write_delay_ms"] / 1000)
+    try:
+        apply(destination)
+    except Exception as error:
+        fail(first, stop, f"the destination refused a host {what} (the source has it): "
+                          f"{error}")
+    volume.mark_written(first, stop)
+    volume.set_intent(first, stop, False)
+
+
+def fail(first, stop, message):
+    """Never acknowledge a write that may not be on both sides. The chunks read from the
+    source from now on (it is authoritative), and the ``failed`` marker tells Ferry to
+    move the session to Cancel_Required."""
+    volume.unmark_copied(first, stop)
+    volume.set_intent(first, stop, False)
+    volume.count("errors")
+    volume.record_failure(message)
+    log(message)
+    nbdkit.set_error(errno.EIO)
+    raise Refused(message)
+
+
+def flush(h, flags):
+    if current_mode() == FORWARD:
+        source = source_of(h)
+        try:
+            source.flush()
+        except Exception as error:
+            drop_source(h, source)
+            volume.count("errors")
+            volume.record_failure(f"the source refused a flush: {error}")
+            nbdkit.set_error(errno.EIO)
+            raise
+    destination.flush()
+    volume.count("flushes")
+
+
+def current_mode() -> int:
+    """Read under the request's lock, so that a quiesced mode switch applies to every
+    request after it."""
+    mode = volume.mode
+    if mode == FENCED:
+        volume.count("errors")
+        nbdkit.set_error(errno.ESHUTDOWN)
+        raise Refused("the volume is fenced")
+    return mode
+
+
+def log(message: str) -> None:
+    print(f"ferry front end {settings['runtime']}: {message}", file=sys.stderr, flush=True)
