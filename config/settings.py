@@ -303,6 +303,16 @@ if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", FERRY_NODE_NAME):
         f"FERRY_NODE_NAME must be 1 to 64 letters, digits, '.', '_' or '-' (starting with a "
         f"letter or digit), not {FERRY_NODE_NAME!r}")
 FERRY_NODE_QUEUE = f"ferry.node.{FERRY_NODE_NAME}"
+# Front ends: from Enable Destination Volume on, each destination is served to its hosts
+# over NBD by an nbdkit on its node (importer.frontends). Its runtime files (copied map,
+# write intents, locks) live in FERRY_RUNTIME_DIR, on the node's local disk.
+FERRY_RUNTIME_DIR = Path(env_str("FERRY_RUNTIME_DIR", str(VAR_DIR / "run")))
+FERRY_FRONTEND_ADDRESS = env_str("FERRY_FRONTEND_ADDRESS", "127.0.0.1")  # where it listens
+FERRY_FRONTEND_HOST = env_str("FERRY_FRONTEND_HOST", FERRY_FRONTEND_ADDRESS)  # hosts dial it
+FERRY_FRONTEND_PORTS = tuple(int(port) for port in
+                             env_str("FERRY_FRONTEND_PORTS", "10809-10999").split("-", 1))
+# Test builds only: serve without the range locks, to prove the chaos test can fail.
+FERRY_FRONTEND_NOLOCK = env_bool("FERRY_FRONTEND_NOLOCK", False)
 # A worker reports its node's health and free space this often; a node not heard from
 # for FERRY_NODE_OFFLINE_SECONDS is Offline: no new import goes to it.
 FERRY_NODE_HEARTBEAT_SECONDS = env_int("FERRY_NODE_HEARTBEAT_SECONDS", 10)

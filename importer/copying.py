@@ -21,6 +21,7 @@ from importer.models import CopiedExtent, ImportSession
 from importer.mover.copier import Checkpoint, CopyError, CopyPlan, copy_range, first_mismatch
 from importer.mover.extents import missing_ranges
 from importer.mover.throttle import TokenBucket
+from importer.services import frontends
 from importer.states import State
 
 MIN_CHUNK = 1024 * 1024
@@ -74,14 +75,15 @@ def _copy_gaps(session, source, gaps, progress, deadline) -> str:
     destination = _open_destination(session)
     try:
         progress.check_source(gaps[0][0])
-        for start, end in gaps:
-            rate = progress.throttle.rate if progress.throttle else None
-            outcome = copy_range(
-                source, destination, start, end, plan=copy_plan(rate),
-                should_stop=progress.should_stop, on_checkpoint=progress.save,
-                throttle=progress.throttle, deadline=deadline)
-            if not outcome.finished:
-                return outcome.stopped_because
+        with frontends.copy_guard(session.destination_volume) as guard:
+            for start, end in gaps:
+                rate = progress.throttle.rate if progress.throttle else None
+                outcome = copy_range(
+                    source, destination, start, end, plan=copy_plan(rate),
+                    should_stop=progress.should_stop, on_checkpoint=progress.save,
+                    throttle=progress.throttle, deadline=deadline, guard=guard)
+                if not outcome.finished:
+                    return outcome.stopped_because
     finally:
         os.close(destination)
     return "finished"
@@ -192,8 +194,10 @@ def _update_group_progress(group_id: int | None) -> None:
         copied_bytes=copied, progress_percentage=min(100, copied * 100 // total))
 
 
-def verify_destination(session: ImportSession) -> None:
-    """Before cutover: every range copied, and the destination matches its checksums."""
+def verify_destination(session: ImportSession, rewritten=()) -> None:
+    """Before cutover: every range copied, and the destination matches its checksums,
+    except in the chunks ``rewritten`` (by hosts, through the front end), which the
+    cutover compares with the source instead."""
     extents = list(session.copied_extents.order_by("start"))
     gaps = missing_ranges([(e.start, e.end) for e in extents], session.total_bytes)
     if gaps:
@@ -201,6 +205,7 @@ def verify_destination(session: ImportSession) -> None:
             f"{session.name}: {sum(e - s for s, e in gaps)} bytes were never copied "
             f"(first gap at offset {gaps[0][0]}).", offset=gaps[0][0])
     location = session.destination_volume.location
+    skip = {start for start, _ in rewritten}
     fd = os.open(location, os.O_RDONLY)
     try:
         if os.fstat(fd).st_size != session.total_bytes:
@@ -209,10 +214,25 @@ def verify_destination(session: ImportSession) -> None:
         for extent in extents:
             checkpoint = Checkpoint(extent.start, extent.end, extent.chunk_size,
                                     extent.digests)
-            offset = first_mismatch(fd, checkpoint)
+            offset = first_mismatch(fd, checkpoint, skip=skip)
             if offset is not None:
                 raise VerificationFailed(
                     f"{session.name}: the destination differs from what was copied at "
                     f"offset {offset}.", offset=offset, path=location)
     finally:
         os.close(fd)
+
+
+def chunks_touching(extents, ranges) -> list[tuple[int, int]]:
+    """The checksummed chunks of ``extents`` that overlap any of ``ranges``."""
+    touched = []
+    for extent in extents:
+        size = extent.chunk_size
+        for start, end in ranges:
+            low, high = max(start, extent.start), min(end, extent.end)
+            if low >= high:
+                continue
+            first = extent.start + (low - extent.start) // size * size
+            for chunk in range(first, high, size):
+                touched.append((chunk, min(chunk + size, extent.end)))
+    return sorted(set(touched))

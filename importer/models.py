@@ -3,6 +3,7 @@
 Data only, plus small derived properties. State is written by ``importer.services`` alone.
 """
 
+import secrets
 import uuid
 from datetime import timedelta
 
@@ -223,6 +224,18 @@ class VolumeGroup(models.Model):
         return self.name
 
 
+class FrontEndState(models.TextChoices):
+    NONE = "", "None"
+    STARTING = "starting", "Starting"
+    SERVING = "serving", "Serving"
+    FAILED = "failed", "Failed"
+    STOPPED = "stopped", "Stopped"
+
+
+def new_access_key() -> str:
+    return secrets.token_hex(32)
+
+
 class Volume(models.Model):
     """A destination volume: a sparse file in Ferry's pool."""
 
@@ -236,6 +249,15 @@ class Volume(models.Model):
                                      blank=True, related_name="volumes")
     hosts = models.ManyToManyField(Host, through="HostVolumeMapping", related_name="volumes",
                                    blank=True)
+    # Its front end (importer.frontends): the NBD server hosts use from Enable Destination
+    # Volume on. Reported by the storage node that runs it.
+    frontend_state = models.CharField(max_length=16, choices=FrontEndState.choices,
+                                      default=FrontEndState.NONE)
+    frontend_port = models.PositiveIntegerField(null=True, blank=True)
+    frontend_mode = models.CharField(max_length=16, blank=True,
+                                     help_text="forward, cut_over or fenced.")
+    frontend_restarts = models.PositiveIntegerField(default=0)
+    frontend_message = models.CharField(max_length=500, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -253,6 +275,9 @@ class HostVolumeMapping(models.Model):
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="mappings")
     volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="mappings")
     logical_unit_number = models.PositiveIntegerField(default=0)
+    # The host's TLS pre-shared key for this volume's front end (its identity is the host's
+    # name): a key per mapping, so a host mapped to another volume cannot use this one.
+    access_key = models.CharField(max_length=64, default=new_access_key)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

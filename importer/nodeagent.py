@@ -17,7 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 from django.conf import settings
 from django.db import connection
 
-from importer import pool
+from importer import frontend_supervisor, pool
+from importer.frontend.server import plugin_available
 from importer.services import nodes
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,18 @@ def start() -> None:
     finally:
         connection.close()  # the main process's own: its pool processes make their own
     _heartbeat = NodeHeartbeat(settings.FERRY_NODE_HEARTBEAT_SECONDS).start()
+    if plugin_available():
+        frontend_supervisor.start()
+    else:
+        log.warning("Storage node %s cannot serve destinations to hosts during imports: "
+                    "install Debian's nbdkit and nbdkit-plugin-python. Imports run offline.",
+                    settings.FERRY_NODE_NAME)
 
 
 def stop() -> None:
     """Called on Celery's worker_shutdown: the node is Offline at once."""
     global _heartbeat
+    frontend_supervisor.stop()
     if _heartbeat is not None:
         _heartbeat.stop()
         _heartbeat = None

@@ -166,3 +166,124 @@ def build_volume(folder, size: int, source: dict, source_image=None,
         file.truncate(size)
     return VolumeRuntime.create(folder / "runtime", size, destination, source,
                                 copied_until=copied_until)
+
+
+class ResilientHost:
+    """A host on a Ferry front end, in a thread: random writes of random sizes at random
+    offsets, some FUA, each one logged in the image it expects only once acknowledged.
+
+    Like a host with a multipath or reconnecting initiator, it rides out the front end
+    going away (a kill -9, a worker restart): it reconnects and sends the same write
+    again until it is acknowledged. ``expected`` is the volume as the host wrote it.
+    """
+
+    def __init__(self, uri: str, identity: str, key: str, initial: bytes, *, seed: int,
+                 max_write: int = 256 * 1024, key_file=None, pause_seconds: float = 0.002):
+        self.uri, self.identity, self.key = uri, identity, key
+        self.expected = bytearray(initial)
+        self.chance = random.Random(seed)
+        self.max_write, self.pause_seconds = max_write, pause_seconds
+        self.key_file = Path(key_file or f"/tmp/ferry-host-{os.getpid()}-{seed}.psk")
+        self.key_file.write_text(f"{identity}:{key}\n")
+        self.key_file.chmod(0o600)
+        self.writes = self.reconnects = 0
+        self.error: BaseException | None = None
+        self._stop = None
+        self._thread = None
+        self.handle = None
+
+    def connect(self, timeout: float = 30):
+        import nbd
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                handle = nbd.NBD()
+                handle.set_tls(nbd.TLS_REQUIRE)
+                handle.set_tls_psk_file(str(self.key_file))
+                handle.set_tls_username(self.identity)
+                handle.connect_uri(self.uri)
+                self.handle = handle
+                return handle
+            except nbd.Error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def write(self, data: bytes, offset: int, fua: bool = False) -> None:
+        """Until acknowledged, reconnecting as often as it takes (up to a minute)."""
+        import nbd
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.handle is None:
+                    self.connect()
+                    self.reconnects += 1
+                self.handle.pwrite(data, offset, nbd.CMD_FLAG_FUA if fua else 0)
+                self.expected[offset:offset + len(data)] = data
+                self.writes += 1
+                return
+            except nbd.Error:
+                self.handle = None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def read(self, length: int, offset: int) -> bytes:
+        if self.handle is None:
+            self.connect()
+        return self.handle.pread(length, offset)
+
+    def flush(self) -> None:
+        import nbd
+
+        for _ in range(600):
+            try:
+                if self.handle is None:
+                    self.connect()
+                self.handle.flush()
+                return
+            except nbd.Error:
+                self.handle = None
+                time.sleep(0.1)
+
+    def random_write(self) -> None:
+        length = self.chance.randint(1, self.max_write)
+        offset = self.chance.randrange(0, len(self.expected) - length)
+        self.write(self.chance.randbytes(length), offset, self.chance.random() < 0.05)
+
+    # --- In the background --------------------------------------------------------------
+
+    def start(self) -> ResilientHost:
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="host", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.random_write()
+                time.sleep(self.pause_seconds)
+        except BaseException as error:  # noqa: BLE001  (reported by stop())
+            self.error = error
+
+    def stop(self) -> bytes:
+        """Stop writing, flush, and return the image the host expects."""
+        self._stop.set()
+        self._thread.join(90)
+        if self.error is not None:
+            raise AssertionError(f"the host failed: {self.error!r}")
+        self.flush()
+        return bytes(self.expected)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            try:
+                self.handle.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+        self.key_file.unlink(missing_ok=True)

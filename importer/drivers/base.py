@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from importer.errors import SourceError
 from importer.mover.sources import FileSource, Source
 
 
@@ -66,6 +67,12 @@ class SourceDriver(ABC):
         """What the mover copies from. By default the file ``open_for_read`` gives; a
         driver that reads over the network (NBD) returns its own Source."""
         return FileSource.from_file(self.open_for_read(identifier), label=identifier)
+
+    def frontend_source(self, identifier: str) -> dict:
+        """How a destination's front end reaches this volume to read what is not copied yet
+        and to forward host writes: {"path": file} or {"uri": NBD URI, TLS settings}."""
+        raise SourceError("frontend_unsupported", f"{identifier}: this kind of remote system "
+                          "cannot serve hosts during an import.", identifier=identifier)
 
     @abstractmethod
     def size(self, identifier: str) -> int: ...

@@ -163,6 +163,9 @@ class DirectoryDriver(SourceDriver):
             raise SourceError("source_volume_missing", f"Source volume {identifier} cannot "
                               f"be found: {error.strerror}.", identifier=identifier) from error
 
+    def frontend_source(self, identifier: str) -> dict:
+        return {"path": str(self._path(identifier))}
+
     def host_access(self, identifier: str) -> dict:
         try:
             return {"mode": stat.S_IMODE(os.stat(self._path(identifier)).st_mode)}

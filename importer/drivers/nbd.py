@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from django.conf import settings as django_settings
 
@@ -387,6 +387,18 @@ class NbdDriver(SourceDriver):
         return NbdSource(connect, label=self.server.describe(identifier),
                          connections=django_settings.FERRY_NBD_CONNECTIONS,
                          retry_seconds=django_settings.FERRY_NBD_RETRY_SECONDS)
+
+    def frontend_source(self, identifier: str) -> dict:
+        """The export's own URI (the server's, with the export as its path), and the PSK
+        the server wants: the front end connects with libnbd's connect_uri."""
+        parts = urlsplit(self.server.uri)
+        query = f"?{parts.query}" if parts.query else ""  # urlunsplit drops an empty "//"
+        uri = f"{parts.scheme}://{parts.netloc}/{quote(identifier, safe='')}{query}"
+        source = {"uri": uri}
+        if self.settings.get("tls_psk_file"):
+            source["tls_psk_file"] = self.settings["tls_psk_file"]
+            source["tls_username"] = self.settings.get("tls_username") or self._psk_username()
+        return source
 
     # --- Host access: the operator's manual step ---------------------------------------------
 

@@ -10,6 +10,7 @@ for clients on the same machine.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -28,6 +29,17 @@ NBD_GREETING = b"NBDMAGIC" + b"IHAVEOPT"  # the newstyle greeting, sent before T
 # readiness probe leaves politely instead of an error line in the server's log.
 NBD_PROBE_GOODBYE = struct.pack(">I", 3) + b"IHAVEOPT" + struct.pack(">II", 2, 0)
 IDENTITY = re.compile(r"^[^:\s]+$")
+
+
+@functools.lru_cache(maxsize=1)
+def plugin_available() -> bool:
+    """Whether nbdkit and its Python plugin (Debian's nbdkit-plugin-python) are here."""
+    try:
+        return subprocess.run(["nbdkit", "python", "--version"], env=CLEAN_ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def generate_psk() -> str:

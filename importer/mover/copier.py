@@ -22,10 +22,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import xxhash
 
+from importer.frontend.runtime import CopyRefused
 from importer.mover.extents import data_segments
 from importer.mover.sources import CopyError, FileSource, Source, advise
 from importer.mover.throttle import TokenBucket
@@ -96,8 +98,9 @@ class _Stopped(Exception):
 
 class _Copy:
     def __init__(self, source: Source, dst: int, plan: CopyPlan, should_stop, on_checkpoint,
-                 throttle: TokenBucket | None, deadline: float | None):
+                 throttle: TokenBucket | None, deadline: float | None, guard=None):
         self.source, self.dst, self.plan = source, dst, plan
+        self.guard = guard  # a front end's CopyGuard: hosts write this volume meanwhile
         self.should_stop, self.on_checkpoint = should_stop, on_checkpoint
         self.throttle, self.deadline = throttle, deadline
         # One buffer per chunk read ahead, one being written, one being hashed.
@@ -187,15 +190,51 @@ class _Copy:
         return min(max(chunk_end, chunk_of_data), self.end)
 
     def _fill_and_write(self, chunk: _Chunk) -> None:
-        """Read a chunk and write it, unless it reads as zeros (then it stays a hole)."""
+        """Read a chunk and write it, unless it reads as zeros (then it stays a hole).
+
+        With a front end, hosts write this volume meanwhile (to the source and the
+        destination): the write happens under the chunk's range lock, and only if no host
+        wrote the chunk since it was read; else it is read again under the lock."""
+        if self.guard is None:
+            self._fill(chunk)
+            self._write_chunk(chunk)
+            return
+        token = self.guard.snapshot(chunk.offset, chunk.end)
+        self._fill(chunk)
+        with self._guarded(chunk.offset, chunk.end, token) as still_valid:
+            if not still_valid:
+                self._fill(chunk)
+            self._write_chunk(chunk)
+
+    def _mark_hole(self, start: int, end: int) -> None:
+        """A run of holes is copied by writing nothing; the front end learns it is copied.
+        Host writes there went to both sides, so the two agree whatever they wrote."""
+        if self.guard is not None:
+            with self._guarded(start, end, self.guard.snapshot(start, end)):
+                pass
+
+    @contextmanager
+    def _guarded(self, start: int, end: int, token):
+        try:
+            with self.guard.writing(start, end, token) as still_valid:
+                yield still_valid
+        except CopyRefused as refused:  # cut over or fenced: the copy is over
+            raise CopyError("stopped", start, str(refused)) from None
+
+    def _fill(self, chunk: _Chunk) -> None:
         offset, size = chunk.offset, chunk.end - chunk.offset
-        buffer = chunk.buffer
-        view = memoryview(buffer)[:size]
+        view = memoryview(chunk.buffer)[:size]
         if chunk.segments != [(offset, chunk.end)]:
             view[:] = _zeros(size)  # holes inside the chunk read as zeros
         for seg_start, seg_end in chunk.segments:
             self.source.read_into(view[seg_start - offset:seg_end - offset], seg_start,
                                   self.cancel)
+
+    def _write_chunk(self, chunk: _Chunk) -> None:
+        offset, size = chunk.offset, chunk.end - chunk.offset
+        buffer = chunk.buffer
+        view = memoryview(buffer)[:size]
+        chunk.zeros, chunk.written = False, 0
         # Compare bytes, not a memoryview: the spec measured that 30 times faster.
         if (buffer if size == len(buffer) else bytes(view)) == _zeros(size):
             chunk.zeros = True
@@ -224,6 +263,7 @@ class _Copy:
         the copy. Returns where the copy is now and how many bytes it wrote."""
         offset, size = chunk.offset, chunk.end - chunk.offset
         if chunk.buffer is None:
+            self._mark_hole(offset, chunk.end)
             self.pending.extend([ZERO_DIGEST] * -(-size // self.plan.chunk_size))
             return chunk.end, 0
         if chunk.zeros:
@@ -321,18 +361,19 @@ def copy_range(src: int | Source, dst: int, start: int, end: int, *, plan: CopyP
                should_stop: Callable[[], str | None] = lambda: None,
                on_checkpoint: Callable[[Checkpoint], None] = lambda checkpoint: None,
                throttle: TokenBucket | None = None,
-               deadline: float | None = None) -> CopyOutcome:
+               deadline: float | None = None, guard=None) -> CopyOutcome:
     """Copy [start, end) of ``src`` (a Source, or a raw fd) to the same offsets of ``dst``.
 
     Chunks are counted from ``start``; each checkpoint records its start and chunk size, so
     a resumed copy may use another chunk size. ``should_stop`` is asked between chunks (and
     while waiting for a slow read) and returns a reason to stop or None. Stops at
     ``deadline`` (monotonic) with "slice_done". The caller keeps ``src`` open and closes it.
+    ``guard``: the destination's front end's CopyGuard, while hosts use the volume.
     """
     source = src if isinstance(src, Source) else FileSource(src)
     if source.chunk_size and plan.chunk_size > source.chunk_size:
         plan = replace(plan, chunk_size=source.chunk_size)
-    copy = _Copy(source, dst, plan, should_stop, on_checkpoint, throttle, deadline)
+    copy = _Copy(source, dst, plan, should_stop, on_checkpoint, throttle, deadline, guard)
     source.check_size(end)
     return copy.run(start, end)
 
@@ -341,11 +382,12 @@ def copy_range(src: int | Source, dst: int, start: int, end: int, *, plan: CopyP
 VERIFY_READ_BYTES = 32 * MiB
 
 
-def first_mismatch(dst: int, checkpoint: Checkpoint) -> int | None:
+def first_mismatch(dst: int, checkpoint: Checkpoint, skip=frozenset()) -> int | None:
     """Re-read a checkpointed range of the destination; the first chunk that differs.
 
     Reads several chunks at a time (the disk is far faster with large reads) and skips
-    runs of all-zero chunks that are still holes without reading them."""
+    runs of all-zero chunks that are still holes without reading them, and the chunks
+    starting at an offset in ``skip`` (rewritten since: checked another way)."""
     size, digests = checkpoint.chunk_size, checkpoint.digests
     per_read = max(1, VERIFY_READ_BYTES // size)
     buffer = bytearray(per_read * size)
@@ -361,7 +403,7 @@ def first_mismatch(dst: int, checkpoint: Checkpoint) -> int | None:
             return start
         for index, expected in enumerate(batch):
             chunk = view[index * size:min((index + 1) * size, end - start)]
-            if not _matches(chunk, expected):
+            if start + index * size not in skip and not _matches(chunk, expected):
                 return start + index * size
     return None
 

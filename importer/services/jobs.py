@@ -13,8 +13,9 @@ import logging
 from importer import copying, failpoints, pool
 from importer.drivers import get_driver
 from importer.errors import FerryError, SourceError
+from importer.frontend.server import plugin_available
 from importer.models import HostVolumeMapping, ImportSession, Volume, VolumeGroup
-from importer.services import dispatch, leases, source_access
+from importer.services import dispatch, frontends, leases, source_access
 from importer.services.common import NAME_MAX, jsonable
 from importer.services.transitions import advance
 from importer.states import Event, Job, State
@@ -33,6 +34,8 @@ _GIVING_UP = {
     Job.CANCEL: (State.CANCEL_IN_PROGRESS, Event.CANCEL_FAILED),
     Job.CLEANUP: (State.CLEANUP_IN_PROGRESS, Event.CLEANUP_FAILED),
 }
+# Checksum passes at cutover while hosts rewrite chunks under it (each pass skips more).
+VERIFY_PASSES = 3
 # A resumed copy waits this long for the slice that was paused to let go of the lease.
 RESUME_WAIT_SECONDS = 2.0
 
@@ -161,6 +164,8 @@ def ensure_destination_enabled(session: ImportSession) -> None:
             source_access_backup=backup)
         session.refresh_from_db(fields=["source_access_backup"])
     driver.revoke_host_access(identifier)
+    if plugin_available():
+        frontends.prepare(session)  # the node's supervisor serves it to the hosts from now
 
 
 def run_copy(session_id: int, *, handoff: str | None = None) -> str:
@@ -204,8 +209,8 @@ def run_copy(session_id: int, *, handoff: str | None = None) -> str:
 def run_cutover(session: ImportSession, lease_id: str) -> None:
     """Commit: the destination becomes the volume of record, and the source is released."""
     try:
-        copying.verify_destination(session)
-    except copying.VerificationFailed as error:
+        _verify_and_switch(session)
+    except (copying.VerificationFailed, frontends.FrontEndError) as error:
         advance(session.pk, Event.IO_FAILED, expected=State.CUTOVER_IN_PROGRESS, error=error)
         return
     except (*_IO_ERRORS, OSError) as error:
@@ -217,6 +222,34 @@ def run_cutover(session: ImportSession, lease_id: str) -> None:
             details={"volume_of_record": session.destination_volume.location})
 
 
+def _verify_and_switch(session: ImportSession) -> None:
+    """Verify, then (with a front end) stop forwarding host writes to the source.
+
+    The checksums cannot judge chunks hosts rewrote after the copy; those are compared
+    with the source (which got every host write first). A chunk a host rewrites while the
+    checksums are read is found by a second pass that skips it."""
+    volume = session.destination_volume
+    extents = list(session.copied_extents.all())
+    for attempt in range(VERIFY_PASSES):
+        rewritten = copying.chunks_touching(extents, frontends.written_by_hosts(volume))
+        try:
+            copying.verify_destination(session, rewritten)
+            break
+        except copying.VerificationFailed as failure:
+            now = copying.chunks_touching(extents, frontends.written_by_hosts(volume))
+            offset = failure.arguments.get("offset", -1)
+            if attempt == VERIFY_PASSES - 1 or not any(s <= offset < e for s, e in now):
+                raise
+
+    def compare(check, written, locked):
+        offset = check.compare(copying.chunks_touching(extents, written), locked)
+        if offset is not None:
+            raise copying.VerificationFailed(
+                f"{session.name}: at offset {offset}, a range a host wrote differs from the "
+                "source.", offset=offset, path=volume.location)
+    frontends.cut_over(session, compare)
+
+
 @leased(Job.CANCEL)
 def run_cancel(session: ImportSession, lease_id: str) -> None:
     """Roll back: remove the destination, then give the source its host access back.
@@ -225,6 +258,14 @@ def run_cancel(session: ImportSession, lease_id: str) -> None:
     under a copier. A forced cancel goes on past what fails, and records what it skipped.
     """
     skipped = []
+    try:
+        frontends.fence(session)  # hosts stop here; the source has every write they made
+    except SourceError as error:
+        if not session.force_cancel:
+            advance(session.pk, Event.CANCEL_FAILED, expected=State.CANCEL_IN_PROGRESS,
+                    error=error)
+            return
+        skipped.append(f"flush the source ({error.message})")
     # A setup that died before it recorded its destination left it under its known name.
     volume = (session.destination_volume
               or Volume.objects.filter(name=destination_name(session)).first())
@@ -256,6 +297,12 @@ def run_cancel(session: ImportSession, lease_id: str) -> None:
 def _source_outcome(session: ImportSession) -> dict:
     """What a rollback did for the source's hosts, as it was: never a claimed restore
     that was a manual step left to the operator."""
+    hosts = sorted(host.name for host in (session.parent_session or session).hosts.all())
+    if hosts and session.source_access_backup is not None:
+        return {"source_restored": False, "hosts": hosts,
+                "host_step": f"Re-point {', '.join(hosts)} at the source "
+                             f"{session.source_volume.name}: it holds every write they made "
+                             "through Ferry."}
     touched = session.source_access_backup is not None
     if touched and source_access.is_manual(session):
         return {"source_restored": False, "manual_step": source_access.remap_step(session)}
