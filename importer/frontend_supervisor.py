@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
 RETRY_START_SECONDS = 5.0
 KEY_FILE = "hosts.psk"
+RATE_SECONDS = 1.0
 
 
 class FrontEndSupervisor:
@@ -39,6 +40,7 @@ class FrontEndSupervisor:
         self.interval = interval
         self.servers: dict[int, FrontEnd] = {}  # by volume id
         self.failed_at: dict[int, float] = {}
+        self.counters: dict[int, tuple[float, int, int]] = {}  # (when, read, written bytes)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="frontends", daemon=True)
 
@@ -91,6 +93,7 @@ class FrontEndSupervisor:
         if server is None and self._may_start(volume.pk):
             self._start(session)
         self._report_failed_write(session)
+        self._report_host_rates(volume)
 
     def _may_start(self, volume_id: int) -> bool:
         return time.monotonic() - self.failed_at.get(volume_id, -RETRY_START_SECONDS) \
@@ -156,12 +159,37 @@ class FrontEndSupervisor:
             error.code = "forward_failed"
             advance(session.pk, Event.IO_FAILED, expected=session.state, error=error)
 
+    def _report_host_rates(self, volume: Volume) -> None:
+        """Host I/O rates (bytes/s over the last second or so), for the dashboard."""
+        runtime = frontends.open_runtime(volume)
+        if runtime is None:
+            return
+        try:
+            stats = runtime.stats()
+        finally:
+            runtime.close()
+        now = time.monotonic()
+        last = self.counters.get(volume.pk)
+        if last is not None and now - last[0] < RATE_SECONDS:
+            return
+        self.counters[volume.pk] = (now, stats["read_bytes"], stats["write_bytes"])
+        if last is None:
+            return
+        seconds = now - last[0]
+        rates = {"host_read_rate": int((stats["read_bytes"] - last[1]) / seconds),
+                 "host_write_rate": int((stats["write_bytes"] - last[2]) / seconds)}
+        if (rates["host_read_rate"], rates["host_write_rate"]) != (
+                volume.host_read_rate, volume.host_write_rate):
+            Volume.objects.filter(pk=volume.pk).update(**rates)
+
     def _stop(self, volume_id: int) -> None:
         server = self.servers.pop(volume_id)
+        self.counters.pop(volume_id, None)
         server.stop()
         volume = Volume.objects.filter(pk=volume_id).first()
         if volume is not None:
             _report(volume, FrontEndState.STOPPED, mode=_mode_of(server.folder))
+            Volume.objects.filter(pk=volume_id).update(host_read_rate=0, host_write_rate=0)
             frontends.discard(volume)
         else:
             shutil.rmtree(server.folder, ignore_errors=True)

@@ -258,6 +258,8 @@ class Volume(models.Model):
                                      help_text="forward, cut_over or fenced.")
     frontend_restarts = models.PositiveIntegerField(default=0)
     frontend_message = models.CharField(max_length=500, blank=True)
+    host_read_rate = models.BigIntegerField(default=0, help_text="Host reads, bytes/s.")
+    host_write_rate = models.BigIntegerField(default=0, help_text="Host writes, bytes/s.")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
