@@ -88,16 +88,7 @@ def recover_interrupted_writes():
         return
     source = open_source(volume.source)
     try:
-        for chunk in chunks:
-            with volume.chunk_lock(chunk, chunk + 1):
-                start, end = volume.byte_range(chunk, chunk + 1)
-                data = bytearray(end - start)
-                source.read_into(memoryview(data), start)
-                volume.bump_generations(chunk, chunk + 1)
-                destination.write(data, start)
-                volume.mark_written(chunk, chunk + 1)
-                volume.set_intent(chunk, chunk + 1, False)
-        destination.flush()
+        volume.repair_interrupted_writes(source, destination)
     finally:
         source.close()
     log(f"repaired {len(chunks)} chunks with an interrupted write from the source")

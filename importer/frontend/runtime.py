@@ -244,6 +244,28 @@ class VolumeRuntime:
         except FileNotFoundError:
             return None
 
+    # --- Interrupted writes ---------------------------------------------------------------
+
+    def repair_interrupted_writes(self, source, destination, *, held: bool = False) -> int:
+        """Chunks with intent set: a front end died between the source write and the
+        destination write (or in either). The source is authoritative, so copy them from
+        it; the host has written them since they were copied. ``source`` and
+        ``destination`` are sides (sides.py); ``held``: the caller holds every chunk
+        already (quiesce). Returns how many chunks it repaired."""
+        chunks = self.intent_chunks()
+        for chunk in chunks:
+            with nullcontext() if held else self.chunk_lock(chunk, chunk + 1):
+                start, end = self.byte_range(chunk, chunk + 1)
+                data = bytearray(end - start)
+                source.read_into(memoryview(data), start)
+                self.bump_generations(chunk, chunk + 1)
+                destination.write(data, start)
+                self.mark_written(chunk, chunk + 1)
+                self.set_intent(chunk, chunk + 1, False)
+        if chunks:
+            destination.flush()
+        return len(chunks)
+
     # --- Locks ----------------------------------------------------------------------------
 
     @contextmanager
@@ -336,6 +358,17 @@ class CopyGuard:
         ``with guard.read_locked(s, e): read the source, write the destination``."""
         with self.writing(start, end, self.snapshot(start, end)):
             yield
+
+
+class UncheckedGuard(CopyGuard):
+    """A test build's copier (FERRY_FRONTEND_NOLOCK): no lock, no check for host writes
+    made while it read, so it can write stale data over them. It exists to prove that
+    the chaos test catches exactly that; never use it otherwise."""
+
+    @contextmanager
+    def writing(self, start: int, end: int, token):
+        yield True
+        self.runtime.mark_copied(start, end)
 
 
 def _fresh_file(path: Path, length: int) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 
 import xxhash
 
+from importer import failpoints
 from importer.frontend.runtime import CopyRefused
 from importer.mover.extents import data_segments
 from importer.mover.sources import CopyError, FileSource, Source, advise
@@ -201,6 +202,7 @@ class _Copy:
             return
         token = self.guard.snapshot(chunk.offset, chunk.end)
         self._fill(chunk)
+        failpoints.delay("copy.between_read_and_write")  # the race tests widen the window
         with self._guarded(chunk.offset, chunk.end, token) as still_valid:
             if not still_valid:
                 self._fill(chunk)

@@ -17,7 +17,14 @@ from django.conf import settings
 
 from importer.drivers import get_driver
 from importer.errors import FerryError, SourceError
-from importer.frontend.runtime import CUT_OVER, FENCED, FORWARD, CopyGuard, VolumeRuntime
+from importer.frontend.runtime import (
+    CUT_OVER,
+    FENCED,
+    FORWARD,
+    CopyGuard,
+    UncheckedGuard,
+    VolumeRuntime,
+)
 from importer.models import FrontEndState, ImportSession, Volume
 from importer.states import State
 
@@ -86,7 +93,7 @@ def copy_guard(volume: Volume):
         yield None
         return
     try:
-        yield CopyGuard(runtime)
+        yield UncheckedGuard(runtime) if settings.FERRY_FRONTEND_NOLOCK else CopyGuard(runtime)
     finally:
         runtime.close()
 
@@ -176,6 +183,7 @@ def cut_over(session: ImportSession, verify_host_writes) -> None:
         check = HostWriteCheck(session, runtime)
         verify_host_writes(check, runtime.written_ranges(), True)
         with runtime.quiesce():
+            _repair_interrupted_writes(session, runtime)
             _check_complete(session, runtime)
             verify_host_writes(check, runtime.written_ranges(), False)
             _flush_both(session, runtime)
@@ -199,6 +207,21 @@ def fence(session: ImportSession) -> None:
     finally:
         runtime.close()
     Volume.objects.filter(pk=session.destination_volume_id).update(frontend_mode="fenced")
+
+
+def _repair_interrupted_writes(session: ImportSession, runtime: VolumeRuntime) -> None:
+    """A front end killed in the middle of a host write leaves its chunks with intent set;
+    the next front end repairs them when it starts, but the cutover may come first."""
+    if not runtime.intent_chunks():
+        return
+    from importer.frontend.sides import FileSide
+
+    source, destination = _open_side(session, runtime.source), FileSide(runtime.destination)
+    try:
+        runtime.repair_interrupted_writes(source, destination, held=True)
+    finally:
+        source.close()
+        destination.close()
 
 
 def _check_complete(session: ImportSession, runtime: VolumeRuntime) -> None:
