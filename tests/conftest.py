@@ -21,6 +21,7 @@ from importer.models import (
 )
 from importer.services import dispatch
 from importer.states import State
+from tests import nbd_servers
 
 MiB = 1024 * 1024
 
@@ -374,3 +375,32 @@ def start_copying(source, actor, name: str, **options) -> ImportSession:
     wait_for_state(session, "Ready_To_Start_Copy")
     services.perform_action(session.pk, "start_copy", actor=actor)
     return session
+
+
+# --- Front ends (hosts during an import) ---------------------------------------------------
+
+@pytest.fixture
+def writable_exports(tmp_path):
+    nbd_servers.require_nbd_tools(frontend=True)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def writable_nbd_server(writable_exports, tmp_path):
+    """nbdkit serving the folder's files read-write: a source hosts write through Ferry."""
+    server = nbd_servers.nbdkit_file_server(writable_exports, socket=tmp_path / "nbd.sock",
+                                            read_only=False)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def frontend_settings(tmp_path, worker_settings, settings):
+    """Front ends keep their runtime files in the test's own folder."""
+    runtime = str(tmp_path / "run")
+    worker_settings["FERRY_RUNTIME_DIR"] = runtime
+    settings.FERRY_RUNTIME_DIR = tmp_path / "run"
+    return worker_settings

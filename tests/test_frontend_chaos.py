@@ -12,15 +12,7 @@ import pytest
 from importer import services
 from tests.conftest import MiB, wait_for, wait_for_state, write_random
 from tests.frontend_host import differing_bytes
-from tests.test_worker_frontend import (  # noqa: F401  (fixtures)
-    _nbd_system,
-    enabled_import,
-    exports,
-    frontend_settings,
-    host_for,
-    kill_frontend,
-    nbd_server,
-)
+from tests.test_worker_frontend import _nbd_system, enabled_import, host_for, kill_frontend
 
 pytestmark = pytest.mark.integration
 
@@ -94,9 +86,11 @@ RACE_WINDOW = {"FERRY_DELAYS": "copy.between_read_and_write=0.02"}
 
 
 @pytest.mark.parametrize("live_worker", [RACE_WINDOW], indirect=True)
-def test_twenty_chaos_rounds_lose_no_host_write(exports, nbd_server, frontend_settings,
-                                                live_worker, operator_actor):
-    results = _rounds(ROUNDS, exports, nbd_server, live_worker, operator_actor)
+def test_twenty_chaos_rounds_lose_no_host_write(writable_exports, writable_nbd_server,
+                                                frontend_settings, live_worker,
+                                                operator_actor):
+    results = _rounds(ROUNDS, writable_exports, writable_nbd_server, live_worker,
+                      operator_actor)
     assert [r for r in results if r["differing_bytes"] or r["cutover_refused"]] == []
     assert all(r["writes"] > 10 for r in results)
     assert sum(r["reconnects"] for r in results) > 0, "no round made the host reconnect"
@@ -104,9 +98,10 @@ def test_twenty_chaos_rounds_lose_no_host_write(exports, nbd_server, frontend_se
 
 @pytest.mark.parametrize("live_worker", [{**RACE_WINDOW, "FERRY_FRONTEND_NOLOCK": "true"}],
                          indirect=True)
-def test_without_the_locks_the_same_rounds_lose_writes(exports, nbd_server, frontend_settings,
-                                                       live_worker, operator_actor):
-    results = _rounds(4, exports, nbd_server, live_worker, operator_actor)
+def test_without_the_locks_the_same_rounds_lose_writes(writable_exports, writable_nbd_server,
+                                                       frontend_settings, live_worker,
+                                                       operator_actor):
+    results = _rounds(4, writable_exports, writable_nbd_server, live_worker, operator_actor)
     # Lost host writes: bytes that differ from what the host wrote, or a cutover that its
     # own comparison with the source refused (then the destination differs too).
     assert any(r["differing_bytes"] for r in results), results
