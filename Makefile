@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # DJANGO_SECRET_KEY) the installation's own key in var/secret_key, as outside make.
 export DJANGO_DEBUG ?= true
 
-.PHONY: run test fuzz bench bench-nbd bench-nodes setup nbd-packages migrate demo diagrams lint clean
+.PHONY: run test fuzz bench bench-nbd bench-nodes bench-frontend setup nbd-packages migrate demo diagrams lint clean
 
 run: setup migrate demo ## Set up and start web, worker and scheduler on http://127.0.0.1:8000
 	$(PY) manage.py runferry
@@ -66,15 +66,19 @@ migrate: setup
 demo: setup
 	$(PY) manage.py seed_demo
 
-bench: setup ## Measure the mover against cp, nbdcopy and qemu-img, 8 imports on 2 nodes, and the dashboard and API at 10,000 sessions
+bench: setup ## Measure the mover against cp, nbdcopy and qemu-img, 8 imports on 2 nodes, the dashboard and API at 10,000 sessions, and the front end
 	FERRY_VAR_DIR=var/bench $(PY) -m tests.bench
 	FERRY_VAR_DIR=var/bench-dashboard $(PY) -m tests.bench_dashboard
+	FERRY_VAR_DIR=var/bench-frontend $(PY) -m tests.bench_frontend
 
 bench-nbd: setup ## Only the mover's NBD part: Ferry against nbdcopy and qemu-img
 	FERRY_VAR_DIR=var/bench $(PY) -m tests.bench --nbd-only
 
 bench-nodes: setup ## Only 8 imports on 2 storage nodes (real workers) against one nbdcopy
 	FERRY_VAR_DIR=var/bench $(PY) -m tests.bench --nodes-only
+
+bench-frontend: setup ## Only host I/O through the front end against nbdkit's file plugin, and the copy under host load
+	FERRY_VAR_DIR=var/bench-frontend $(PY) -m tests.bench_frontend
 
 lint: setup ## Check style and imports with ruff
 	$(BIN)/ruff check .
