@@ -311,6 +311,8 @@ FERRY_FRONTEND_ADDRESS = env_str("FERRY_FRONTEND_ADDRESS", "127.0.0.1")  # where
 FERRY_FRONTEND_HOST = env_str("FERRY_FRONTEND_HOST", FERRY_FRONTEND_ADDRESS)  # hosts dial it
 FERRY_FRONTEND_PORTS = tuple(int(port) for port in
                              env_str("FERRY_FRONTEND_PORTS", "10809-10999").split("-", 1))
+# Hosts first: while they do I/O on a volume, its copy waits this long before each chunk.
+FERRY_HOST_YIELD_SECONDS = float(env_str("FERRY_HOST_YIELD_SECONDS", "0.02"))
 # Test builds only: serve without the range locks, to prove the chaos test can fail.
 FERRY_FRONTEND_NOLOCK = env_bool("FERRY_FRONTEND_NOLOCK", False)
 # A worker reports its node's health and free space this often; a node not heard from

@@ -40,7 +40,8 @@ def copy_plan(rate_limit: float | None = None) -> CopyPlan:
         chunk //= 2
     return CopyPlan(chunk_size=chunk, checkpoint_bytes=settings.FERRY_CHECKPOINT_BYTES,
                     checkpoint_seconds=settings.FERRY_CHECKPOINT_SECONDS,
-                    checksums=settings.FERRY_VERIFY_CHECKSUMS)
+                    checksums=settings.FERRY_VERIFY_CHECKSUMS,
+                    host_yield_seconds=settings.FERRY_HOST_YIELD_SECONDS)
 
 
 def _lease() -> timedelta:

@@ -352,6 +352,11 @@ class CopyGuard:
             yield self.runtime.generations(first, stop) == token[2]
             self.runtime.mark_copied(start, end)
 
+    def host_activity(self) -> int:
+        """A count that moves whenever a host request is served (for the copy to yield)."""
+        stats = self.runtime.stats()
+        return stats["read_ops"] + stats["write_ops"] + stats["zero_ops"] + stats["flushes"]
+
     @contextmanager
     def read_locked(self, start: int, end: int):
         """The copy of a range done entirely under the lock (simpler, holds it longer):

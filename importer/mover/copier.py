@@ -64,6 +64,7 @@ class CopyPlan:
     checkpoint_bytes: int = 128 * MiB
     checkpoint_seconds: float = 1.0
     checksums: bool = True
+    host_yield_seconds: float = 0.02  # the wait before each chunk while hosts do I/O
 
 
 _ZEROS: dict[int, bytes] = {}
@@ -102,6 +103,7 @@ class _Copy:
                  throttle: TokenBucket | None, deadline: float | None, guard=None):
         self.source, self.dst, self.plan = source, dst, plan
         self.guard = guard  # a front end's CopyGuard: hosts write this volume meanwhile
+        self.host_activity = None  # the hosts' request count when last looked at
         self.should_stop, self.on_checkpoint = should_stop, on_checkpoint
         self.throttle, self.deadline = throttle, deadline
         # One buffer per chunk read ahead, one being written, one being hashed.
@@ -132,7 +134,7 @@ class _Copy:
                     raise _Stopped(reason)
                 position, written = self._copy_chunk(self._next_chunk())
                 written_since += written
-                reason = self._wait_for_throttle(written)
+                reason = self._wait_for_throttle(written) or self._yield_to_hosts()
                 due = (written_since >= self.plan.checkpoint_bytes
                        or time.monotonic() - last_checkpoint >= self.plan.checkpoint_seconds)
                 if due or reason or position >= end or self._past_deadline():
@@ -336,6 +338,19 @@ class _Copy:
             reason = self.should_stop()
             if reason:
                 return reason
+        return None
+
+    def _yield_to_hosts(self) -> str | None:
+        """Hosts first: while they do I/O through the front end, the copy plans its next
+        chunk only after a pause (its readers wait on the plan), so it takes the
+        machine's spare time rather than the hosts'."""
+        if self.guard is None or self.plan.host_yield_seconds <= 0:
+            return None
+        activity = self.guard.host_activity()
+        busy, self.host_activity = activity != self.host_activity, activity
+        if busy:
+            time.sleep(self.plan.host_yield_seconds)
+            return self.should_stop()
         return None
 
     def _past_deadline(self) -> bool:
