@@ -138,10 +138,10 @@ def host_access_panels(session, user) -> list[FrontEndPanel]:
     return panels
 
 
-def host_commands(entry: dict) -> dict[str, str]:
+def host_commands(entry: dict, key_folder: str = KEY_FOLDER) -> dict[str, str]:
     """Ready-to-paste commands for a Linux host (Debian: libnbd-bin, qemu-utils), all
-    reading the key from KEY_FOLDER/<volume>/keys.psk."""
-    folder = f"{KEY_FOLDER}/{entry['volume']}"
+    reading the key from <key_folder>/<volume>/keys.psk (psktool's format)."""
+    folder = f"{key_folder}/{entry['volume']}"
     psk_file = f"{folder}/keys.psk"
     uri = (f"nbds://{entry['tls_psk_identity']}@{entry['address']}:{entry['port']}/"
            f"?tls-psk-file={psk_file}")
@@ -154,9 +154,17 @@ def host_commands(entry: dict) -> dict[str, str]:
         "psk_file": psk_file,
         "uri": uri,
         "check": f"nbdinfo '{uri}'",
-        "nbdsh": f"nbdsh -u '{uri}' -c 'print(h.get_size())'",
+        # nbdsh -u refuses a URI that names a local file (the key): allow it first.
+        "nbdsh": (f"nbdsh -c 'h.set_uri_allow_local_file(True)' "
+                  f"-c 'h.connect_uri(\"{uri}\")' -c 'print(h.get_size())'"),
+        # nbdfuse (libnbd 1.14) refuses a URI that names the key file: nbdkit's nbd plugin
+        # (Debian's nbdkit) makes the TLS connection as nbdfuse's subprocess instead.
         "nbdfuse": (f"mkdir -p {mount} && nbdfuse -P /run/ferry-{entry['volume']}.pid "
-                    f"{mount}/disk '{uri}' &\nlosetup --find --show {mount}/disk"),
+                    f"{mount}/disk [ nbdkit nbd hostname={entry['address']} "
+                    f"port={entry['port']} tls=require tls-psk={psk_file} "
+                    f"tls-username={entry['tls_psk_identity']} ] &\n"
+                    f"losetup --find --show {mount}/disk"),
+        "mount_dir": mount,
         "qemu_img": f"qemu-img info --object {qemu_object} --image-opts {qemu_blockdev}",
         "qemu": f"-object {qemu_object} -blockdev node-name=ferry0,{qemu_blockdev}",
     }

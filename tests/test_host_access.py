@@ -156,3 +156,91 @@ def test_a_session_without_a_destination_reports_no_host_io(viewer):
     session = make_volume_session("Queued")
     body = client_for(viewer).get(session_url(session.pk)).json()
     assert (body["host_read_rate"], body["host_write_rate"], body["host_access"]) == (0, 0, [])
+
+
+# --- The commands, for real -----------------------------------------------------------------
+
+def test_the_host_commands_connect_to_a_running_front_end(tmp_path):
+    """nbdinfo, nbdsh and qemu-img, exactly as the panel prints them (with the key folder
+    under tmp_path instead of /etc/ferry), against a real front end with TLS PSK."""
+    import os
+    import shlex
+    import shutil
+    import subprocess
+
+    from importer import ui
+    from importer.frontend.runtime import MiB
+    from importer.frontend.server import FrontEnd, free_port, generate_psk, write_psk_file
+    from tests import nbd_servers
+    from tests.frontend_host import build_volume
+
+    nbd_servers.require_nbd_tools(frontend=True)
+    image = tmp_path / "source.img"
+    runtime = build_volume(tmp_path / "volume", 2 * MiB, {"path": str(image)}, image)
+    key = generate_psk()
+    port = free_port(20000, 30000)
+    entry = {"host": "web-01", "volume": "db", "address": "127.0.0.1", "port": port,
+             "tls_psk_identity": "web-01", "tls_psk_key": key,
+             "psk_file_line": f"web-01:{key}"}
+    commands = ui.host_commands(entry, key_folder=str(tmp_path / "keys"))
+    (tmp_path / "keys" / "db").mkdir(parents=True)
+    write_psk_file(commands["psk_file"], {"web-01": key})  # what the save_key line writes
+    server_keys = write_psk_file(tmp_path / "server.psk", {"web-01": key})
+
+    # As on a Debian host: nbdsh runs the system python3 (python3-libnbd), not a venv's.
+    debian = {**os.environ, "PATH": f"/usr/bin:/bin:{os.environ.get('PATH', '')}"}
+
+    def run(command: str) -> str:
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True,
+                              timeout=30, env=debian)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        return done.stdout
+
+    try:
+        with FrontEnd(runtime.folder, port=port, psk_file=server_keys):
+            assert "export-size: 2097152" in run(commands["check"])
+            assert run(commands["nbdsh"]).strip() == str(2 * MiB)
+            if shutil.which("qemu-img"):
+                assert "virtual size: 2 MiB" in run(commands["qemu_img"])
+            if os.access("/dev/fuse", os.R_OK | os.W_OK) and shutil.which("nbdfuse"):
+                _mount_with_nbdfuse(commands, tmp_path, debian)
+            wrong = ui.host_commands({**entry, "tls_psk_identity": "intruder"},
+                                     key_folder=str(tmp_path / "keys"))
+            refused = subprocess.run(shlex.split(wrong["check"]), capture_output=True,
+                                     timeout=30)
+            assert refused.returncode != 0  # an identity the file does not hold
+    finally:
+        runtime.close()
+
+
+def _mount_with_nbdfuse(commands: dict, tmp_path, env) -> None:
+    """The panel's nbdfuse line (its first line, without the trailing &), mounted under
+    tmp_path: the volume appears as a file of its size."""
+    import shlex
+    import subprocess
+    import time
+
+    line = commands["nbdfuse"].splitlines()[0].split(" && ", 1)[1].rstrip(" &")
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    argv = shlex.split(line.replace(commands["mount_dir"], str(mount)).replace(
+        "/run/", f"{tmp_path}/"))
+    fuse = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while not (mount / "disk").exists() and time.monotonic() < deadline:
+            if fuse.poll() is not None:
+                output = fuse.stdout.read().decode()
+                if "fuse" in output.lower() and "permi" in output.lower():
+                    pytest.skip(f"FUSE mounts are not permitted here: {output}")
+                raise AssertionError(f"nbdfuse exited: {output}")
+            time.sleep(0.1)
+        assert (mount / "disk").stat().st_size == 2 << 20
+        with open(mount / "disk", "rb") as disk:
+            assert len(disk.read(65536)) == 65536
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+        try:
+            fuse.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            fuse.kill()
