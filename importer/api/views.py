@@ -16,7 +16,6 @@ from importer.api.authentication import LockoutAwareBasicAuthentication
 from importer.api.idempotency import IdempotentPostMixin
 from importer.api.permissions import RolePermission
 from importer.errors import ValidationError
-from importer.services.frontends import with_host_rates
 from importer.models import (
     Host,
     ImportEvent,
@@ -28,6 +27,7 @@ from importer.models import (
     Volume,
     VolumeGroup,
 )
+from importer.services.frontends import with_host_rates
 from importer.states import UNFINISHED, Action
 
 
