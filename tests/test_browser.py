@@ -226,6 +226,10 @@ def test_an_operator_sees_how_a_host_reaches_the_served_destination(
     panel.locator("summary", has_text="Show key").click()
     expect(key).to_have_text(access["tls_psk_key"])
     expect(panel.locator(".ferry-psk-line")).to_have_text(access["psk_file_line"])
+    with page.expect_response(lambda r: f"/imports/{session.pk}/" in r.url):
+        pass  # the panel polls (every 2 s) and is swapped...
+    page.wait_for_timeout(300)
+    expect(key).to_be_visible()  # ...and the key the operator opened stays shown
     panel.locator("summary", has_text="Host commands").click()
     expect(panel).to_contain_text(f"nbdinfo 'nbds://web-01@{access['address']}:"
                                   f"{access['port']}/?tls-psk-file=/etc/ferry/")
