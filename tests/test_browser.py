@@ -207,8 +207,8 @@ def test_an_operator_creates_an_import_with_the_wizard(page, live_server, live_w
                                                    timeout=20000)
 
 
-def test_an_operator_sees_how_a_host_reaches_the_served_destination(
-        page, live_server, exports, nbd_server, frontend_settings, live_worker, operator,
+def test_an_operator_sees_how_a_host_reaches_the_served_destination(  # noqa: F811
+        page, live_server, exports, nbd_server, frontend_settings, live_worker, operator,  # noqa: F811
         operator_actor):
     from importer.services import frontends
 
