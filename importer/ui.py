@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import Q
 from django.urls import reverse
 
 from importer import roles, states
-from importer.services import source_access
+from importer.services import frontends, source_access
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,105 @@ def human_bytes(value: int | float | None) -> str:
         size, unit = size / 1000, unit + 1
     return f"{size:.0f} {_UNITS[unit]}" if unit == 0 or size >= 100 else \
         f"{size:.1f} {_UNITS[unit]}"
+
+
+# --- Host access: the destination's front end and how each mapped host connects -----------
+
+FRONTEND_STATES = {  # value: (label, tone)
+    "starting": ("Starting", "info"),
+    "serving": ("Serving", "success"),
+    "failed": ("Failed", "danger"),
+    "stopped": ("Stopped", "neutral"),
+}
+FRONTEND_MODES = {
+    "forward": "Forwarding writes to the source",
+    "cut_over": "Serving from the destination only",
+    "fenced": "Fenced: no host I/O",
+}
+KEY_FOLDER = "/etc/ferry"  # on the host: one folder per volume, qemu's tls-creds-psk dir
+
+
+@dataclass(frozen=True)
+class FrontEndPanel:
+    volume: object
+    state_label: str
+    tone: str
+    mode_label: str
+    cannot_serve: bool  # enabled, yet no front end was ever started (a node without it)
+    hosts: list
+
+
+def host_access_panels(session, user) -> list[FrontEndPanel]:
+    """One panel per destination volume that hosts use or should: its front end, and for
+    each mapped host the address, identity, key (operators only) and commands."""
+    may_operate = user.has_perm(roles.OPERATE)
+    access = frontends.host_access(session)
+    panels = []
+    for member, volume in frontends.destination_volumes(session):
+        wanted = frontends.wanted_mode(member.state) is not None
+        if not volume.frontend_state and not (wanted and volume.is_enabled):
+            continue  # before Enable Destination Volume: nothing to show for it
+        label, tone = FRONTEND_STATES.get(volume.frontend_state, ("Not started", "warning"))
+        hosts = [_with_commands(entry, may_operate) for entry in access
+                 if entry["volume"] == volume.name]
+        panels.append(FrontEndPanel(volume, label, tone,
+                                    FRONTEND_MODES.get(volume.frontend_mode, "—"),
+                                    not volume.frontend_state, hosts))
+    return panels
+
+
+def host_commands(entry: dict, key_folder: str = KEY_FOLDER) -> dict[str, str]:
+    """Ready-to-paste commands for a Linux host (Debian: libnbd-bin, qemu-utils), all
+    reading the key from <key_folder>/<volume>/keys.psk (psktool's format)."""
+    folder = f"{key_folder}/{entry['volume']}"
+    psk_file = f"{folder}/keys.psk"
+    uri = (f"nbds://{entry['tls_psk_identity']}@{entry['address']}:{entry['port']}/"
+           f"?tls-psk-file={psk_file}")
+    mount = f"/mnt/ferry-{entry['volume']}"
+    qemu_object = (f"tls-creds-psk,id=tls0,endpoint=client,dir={folder},"
+                   f"username={entry['tls_psk_identity']}")
+    qemu_blockdev = (f"driver=nbd,server.type=inet,server.host={entry['address']},"
+                     f"server.port={entry['port']},tls-creds=tls0")
+    return {
+        "psk_file": psk_file,
+        "uri": uri,
+        "check": f"nbdinfo '{uri}'",
+        # nbdsh -u refuses a URI that names a local file (the key): allow it first.
+        "nbdsh": (f"nbdsh -c 'h.set_uri_allow_local_file(True)' "
+                  f"-c 'h.connect_uri(\"{uri}\")' -c 'print(h.get_size())'"),
+        # nbdfuse (libnbd 1.14) refuses a URI that names the key file: nbdkit's nbd plugin
+        # (Debian's nbdkit) makes the TLS connection as nbdfuse's subprocess instead.
+        "nbdfuse": (f"mkdir -p {mount} && nbdfuse -P /run/ferry-{entry['volume']}.pid "
+                    f"{mount}/disk [ nbdkit nbd hostname={entry['address']} "
+                    f"port={entry['port']} tls=require tls-psk={psk_file} "
+                    f"tls-username={entry['tls_psk_identity']} ] &\n"
+                    f"losetup --find --show {mount}/disk"),
+        "mount_dir": mount,
+        "qemu_img": f"qemu-img info --object {qemu_object} --image-opts {qemu_blockdev}",
+        "qemu": f"-object {qemu_object} -blockdev node-name=ferry0,{qemu_blockdev}",
+    }
+
+
+def _with_commands(entry: dict, may_operate: bool) -> dict:
+    commands = host_commands(entry)
+    folder = commands["psk_file"].rsplit("/", 1)[0]
+    if may_operate:
+        commands["save_key"] = (f"install -d -m 700 {folder} && umask 077 && "
+                                f"echo '{entry['psk_file_line']}' > {commands['psk_file']}")
+    shown = {key: value for key, value in entry.items()
+             if may_operate or key not in ("tls_psk_key", "psk_file_line")}
+    return {**shown, "commands": commands}
+
+
+def cancel_host_step(session) -> str:
+    """After a cancel that left hosts on Ferry's front end: the step that re-points them."""
+    from importer.models import ImportEvent
+    from importer.states import State
+
+    if session.state != State.CANCELLED:
+        return ""
+    events = ImportEvent.objects.filter(
+        Q(session=session) | Q(session__parent_session=session), to_state=State.CANCELLED)
+    steps = {event.details.get("host_step") for event in events
+             if isinstance(event.details, dict)}
+    return " ".join(sorted(step for step in steps if step))

@@ -28,6 +28,7 @@ from importer.models import (
     SystemStatus,
 )
 from importer.services import source_access
+from importer.services.frontends import with_host_rates
 from importer.services.nodes import available_bytes, reserved_bytes
 from importer.states import UNFINISHED
 
@@ -41,7 +42,7 @@ _RELATED = ("remote_system", "source_volume", "source_group", "destination_volum
 
 
 def _sessions():
-    return ImportSession.objects.select_related(*_RELATED)
+    return with_host_rates(ImportSession.objects.select_related(*_RELATED))
 
 
 def _htmx_response(request, response):
@@ -110,7 +111,9 @@ def _render_detail(request, pk):
                "rates": _rate_history(session),
                "mappings": _mappings(session),
                "source_access": source_access.describe(session),
-               "manual_step": source_access.manual_step(session)}
+               "manual_step": source_access.manual_step(session),
+               "frontends": ui.host_access_panels(session, request.user),
+               "host_step": ui.cancel_host_step(session)}
     template = "importer/session_detail.html"
     if request.htmx and not request.htmx.boosted:
         template += "#detail-panel"

@@ -269,6 +269,9 @@ def worker_settings(source_root, settings, tmp_path) -> dict[str, str]:
     values = {
         "FERRY_SOURCE_ROOTS": str(source_root),
         "FERRY_POOL_DIR": str(tmp_path / "pool"),
+        # Volume names repeat from run to run (import-1-...): a runtime left in a shared
+        # FERRY_VAR_DIR/run by an earlier run would be taken for this one's.
+        "FERRY_RUNTIME_DIR": str(tmp_path / "run"),
         "FERRY_CHUNK_BYTES": str(4 * MiB),
         "FERRY_CHECKPOINT_BYTES": str(16 * MiB),
         "FERRY_CHECKPOINT_SECONDS": "0.5",

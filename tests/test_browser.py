@@ -16,6 +16,13 @@ from tests.conftest import (
     sha256_of,
     write_random,
 )
+from tests.test_worker_frontend import (  # noqa: F401  (fixtures of a served destination)
+    _nbd_system,
+    enabled_import,
+    exports,
+    frontend_settings,
+    nbd_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +205,33 @@ def test_an_operator_creates_an_import_with_the_wizard(page, live_server, live_w
     for session in created:
         expect(_badge(page, session)).to_have_text("Ready To Enable Destination Volume",
                                                    timeout=20000)
+
+
+def test_an_operator_sees_how_a_host_reaches_the_served_destination(  # noqa: F811
+        page, live_server, exports, nbd_server, frontend_settings, live_worker, operator,  # noqa: F811
+        operator_actor):
+    from importer.services import frontends
+
+    write_random(exports / "db", 8 * MiB)
+    session = enabled_import(_nbd_system(nbd_server), "db", operator_actor)
+    access = frontends.host_access(session)[0]
+    log_in(page, live_server, operator)
+    page.goto(f"{live_server.url}/imports/{session.pk}/")
+    panel = page.locator("#host-access")
+    expect(panel.locator("[data-frontend-state]")).to_have_text("Serving")
+    expect(panel).to_contain_text("Forwarding writes to the source")
+    expect(panel.locator("[data-host='web-01']")).to_contain_text(str(access["port"]))
+    key = panel.locator(".ferry-psk-key")
+    expect(key).to_be_hidden()  # until the operator asks for it
+    panel.locator("summary", has_text="Show key").click()
+    expect(key).to_have_text(access["tls_psk_key"])
+    expect(panel.locator(".ferry-psk-line")).to_have_text(access["psk_file_line"])
+    with page.expect_response(lambda r: f"/imports/{session.pk}/" in r.url):
+        pass  # the panel polls (every 2 s) and is swapped...
+    page.wait_for_timeout(300)
+    expect(key).to_be_visible()  # ...and the key the operator opened stays shown
+    panel.locator("summary", has_text="Host commands").click()
+    expect(panel).to_contain_text(f"nbdinfo 'nbds://web-01@{access['address']}:"
+                                  f"{access['port']}/?tls-psk-file=/etc/ferry/")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    panel.screenshot(path=SCREENSHOTS / "host-access.png")

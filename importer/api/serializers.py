@@ -21,7 +21,7 @@ from importer.models import (
     Volume,
     VolumeGroup,
 )
-from importer.services import source_access
+from importer.services import frontends, source_access
 from importer.states import Action
 
 
@@ -136,11 +136,17 @@ class VolumeSerializer(serializers.ModelSerializer):
     is_enabled = serializers.BooleanField(read_only=True,
                                           help_text="Writable by its hosts (not read-only).")
     hosts = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    frontend_mode = serializers.CharField(
+        read_only=True, help_text="forward (host writes go to the source first), cut_over "
+                                  "(the destination alone), fenced (no host I/O); empty "
+                                  "before the front end starts.")
 
     class Meta:
         model = Volume
         fields = ["id", "name", "size", "location", "is_read_only", "is_enabled",
-                  "volume_group", "storage_node", "hosts", "created"]
+                  "volume_group", "storage_node", "hosts", "frontend_state", "frontend_mode",
+                  "frontend_port", "frontend_restarts", "frontend_message", "host_read_rate",
+                  "host_write_rate", "created"]
 
 
 class VolumeGroupSerializer(serializers.ModelSerializer):
@@ -191,6 +197,13 @@ class MemberSessionSerializer(serializers.ModelSerializer):
                             help_text="Hosts the destination is mapped to.")
     error = serializers.SerializerMethodField()
     manual_step = serializers.SerializerMethodField()
+    # Annotated by services.frontends.with_host_rates (the viewset's queryset).
+    host_read_rate = serializers.IntegerField(
+        read_only=True, help_text="Bytes/s the hosts read through the destination's front "
+                                  "end now (a group: its members' sum).")
+    host_write_rate = serializers.IntegerField(
+        read_only=True, help_text="Bytes/s the hosts write through the destination's front "
+                                  "end now (a group: its members' sum).")
 
     class Meta:
         model = ImportSession
@@ -199,7 +212,8 @@ class MemberSessionSerializer(serializers.ModelSerializer):
                   "source_resource_type", "destination_resource_id",
                   "destination_resource_type", "parent_session", "host_ids",
                   "progress_percentage", "copied_bytes", "total_bytes",
-                  "average_transfer_rate", "current_transfer_rate",
+                  "average_transfer_rate", "current_transfer_rate", "host_read_rate",
+                  "host_write_rate",
                   "estimated_completion_timestamp", "automatic_cutover",
                   "scheduled_timestamp", "throttle_bytes_per_second", "error",
                   "source_unmap_confirmed_at", "source_unmap_confirmed_by", "manual_step",
@@ -239,6 +253,48 @@ class ImportSessionSerializer(MemberSessionSerializer):
     class Meta(MemberSessionSerializer.Meta):
         fields = [*MemberSessionSerializer.Meta.fields, "members"]
         read_only_fields = fields
+
+
+class HostAccessSerializer(serializers.Serializer):
+    """Where one mapped host connects to a destination's front end (NBD over TLS PSK)."""
+
+    host = serializers.CharField()
+    volume = serializers.CharField(help_text="The destination volume served.")
+    state = serializers.CharField(help_text="The front end: starting, serving, failed or "
+                                            "stopped.")
+    mode = serializers.CharField(help_text="forward, cut_over or fenced.")
+    uri = serializers.CharField(help_text="nbds://HOST:PORT/ (the default export).")
+    address = serializers.CharField(help_text="What hosts dial (FERRY_FRONTEND_HOST).")
+    port = serializers.IntegerField()
+    tls_psk_identity = serializers.CharField(help_text="The PSK identity: the host's name.")
+    tls_psk_key = serializers.CharField(
+        required=False, help_text="The host's key for this volume (hex). Only for roles "
+                                  "that may operate imports; absent for viewers.")
+    psk_file_line = serializers.CharField(
+        required=False, help_text="identity:key, a line of a psktool-format PSK file. Only "
+                                  "for roles that may operate imports.")
+
+
+SECRET_ACCESS_FIELDS = ("tls_psk_key", "psk_file_line")
+
+
+class ImportSessionDetailSerializer(ImportSessionSerializer):
+    """One session, with how its hosts reach the destination (not in lists: it reads each
+    destination's mappings)."""
+
+    host_access = serializers.SerializerMethodField()
+
+    class Meta(ImportSessionSerializer.Meta):
+        fields = [*ImportSessionSerializer.Meta.fields, "host_access"]
+        read_only_fields = fields
+
+    @extend_schema_field(HostAccessSerializer(many=True))
+    def get_host_access(self, session) -> list[dict]:
+        access = frontends.host_access(session)
+        if self._can_operate():
+            return access
+        return [{key: value for key, value in entry.items()
+                 if key not in SECRET_ACCESS_FIELDS} for entry in access]
 
 
 class ImportSessionCreateSerializer(serializers.Serializer):

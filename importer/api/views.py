@@ -27,6 +27,7 @@ from importer.models import (
     Volume,
     VolumeGroup,
 )
+from importer.services.frontends import with_host_rates
 from importer.states import UNFINISHED, Action
 
 
@@ -219,10 +220,10 @@ class ImportSessionViewSet(mixins.DestroyModelMixin, ReadOnlyViewSet):
     # Prefetched into plain lists (to_attr): a related manager per row costs more than the
     # query itself on a page of 100 groups.
     _hosts = Prefetch("hosts", to_attr="listed_hosts")
-    queryset = ImportSession.objects.defer(*_UNSHOWN).prefetch_related(_hosts, Prefetch(
-        "members", to_attr="listed_members",
-        queryset=ImportSession.objects.defer(*_UNSHOWN).prefetch_related(_hosts)
-        .order_by("name")))
+    queryset = with_host_rates(ImportSession.objects.defer(*_UNSHOWN)).prefetch_related(
+        _hosts, Prefetch("members", to_attr="listed_members", queryset=with_host_rates(
+            ImportSession.objects.defer(*_UNSHOWN)).prefetch_related(_hosts)
+            .order_by("name")))
     serializer_class = api.ImportSessionSerializer
     filterset_class = filters.ImportSessionFilter
     write_permission = roles.OPERATE
@@ -230,6 +231,11 @@ class ImportSessionViewSet(mixins.DestroyModelMixin, ReadOnlyViewSet):
                        "progress_percentage", "total_bytes", "scheduled_timestamp"]
     ordering = ["-created", "-id"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return api.ImportSessionDetailSerializer
+        return super().get_serializer_class()
 
     def create(self, request):
         data = self.valid_input(api.ImportSessionCreateSerializer)

@@ -14,6 +14,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import F, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from importer.drivers import get_driver
 from importer.errors import FerryError, SourceError
@@ -252,15 +254,21 @@ def _flush_source(session: ImportSession, runtime: VolumeRuntime) -> None:
 
 # --- What hosts need ------------------------------------------------------------------------
 
+def destination_volumes(session: ImportSession) -> list[tuple[ImportSession, Volume]]:
+    """(session, its destination volume) for a volume session, or for each member of a
+    group that has one."""
+    members = [session] if session.source_volume_id else list(
+        session.members.select_related("destination_volume").order_by("name"))
+    return [(member, member.destination_volume) for member in members
+            if member.destination_volume is not None]
+
+
 def host_access(session: ImportSession) -> list[dict]:
     """For each host mapped to the session's destination(s): where to connect and with
     which key. Empty until the destination is enabled."""
-    members = [session] if session.source_volume_id else list(
-        session.members.select_related("destination_volume"))
     access = []
-    for member in members:
-        volume = member.destination_volume
-        if volume is None or not volume.frontend_port:
+    for _member, volume in destination_volumes(session):
+        if not volume.frontend_port:
             continue
         for mapping in volume.mappings.select_related("host"):
             access.append(_access_for(volume, mapping))
@@ -277,3 +285,15 @@ def _access_for(volume: Volume, mapping) -> dict:
         "tls_psk_key": mapping.access_key,
         "psk_file_line": f"{mapping.host.name}:{mapping.access_key}",
     }
+
+
+def with_host_rates(sessions: QuerySet) -> QuerySet:
+    """Annotates host_read_rate and host_write_rate (bytes/s): a session's destination
+    volume's, a group's the sum of its members'. One subquery per row, not a query."""
+    def rate(field: str):
+        members = ImportSession.objects.filter(parent_session=OuterRef("pk")).order_by() \
+            .values("parent_session").annotate(total=Sum(f"destination_volume__{field}")) \
+            .values("total")
+        return Coalesce(F(f"destination_volume__{field}"), Subquery(members), Value(0))
+    return sessions.annotate(host_read_rate=rate("host_read_rate"),
+                             host_write_rate=rate("host_write_rate"))

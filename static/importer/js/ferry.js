@@ -180,6 +180,20 @@
   });
   showExpanded();
 
+  // A <details data-keep-open="key"> the operator opened (Show key, Host commands) stays
+  // open when the details panel polls and is swapped.
+  var keptOpen = new Set();
+  document.addEventListener("toggle", function (event) {
+    var key = event.target.dataset && event.target.dataset.keepOpen;
+    if (!key) { return; }
+    if (event.target.open) { keptOpen.add(key); } else { keptOpen.delete(key); }
+  }, true);  // toggle does not bubble
+  document.body.addEventListener("htmx:afterSwap", function () {
+    document.querySelectorAll("details[data-keep-open]").forEach(function (details) {
+      if (keptOpen.has(details.dataset.keepOpen)) { details.open = true; }
+    });
+  });
+
   // Light and dark mode toggle (theme.js applies it before the first paint).
   var themeToggle = document.getElementById("theme-toggle");
   if (themeToggle) {
