@@ -118,7 +118,7 @@ def test_only_the_mapped_host_with_its_key_connects(
         ("the host of another import", other_access["tls_psk_identity"],
          other_access["tls_psk_key"]),
     ]
-    for _what, identity, key in refused:
+    for what, identity, key in refused:
         host = ResilientHost(access["uri"], identity, key, b"\0" * 8 * MiB, seed=3)
         with pytest.raises(nbd.Error, match="handshake|TLS|tls"):
             host.connect(timeout=0)
