@@ -403,7 +403,8 @@ FERRY_LEASE_SECONDS = env_int("FERRY_LEASE_SECONDS", 15)
 FERRY_VERIFY_CHECKSUMS = env_bool("FERRY_VERIFY_CHECKSUMS", True)
 # How long an NBD read keeps reconnecting to a server that dropped or failed it.
 FERRY_NBD_RETRY_SECONDS = float(env_str("FERRY_NBD_RETRY_SECONDS", "30"))
-# Connections one copy opens to a server that allows multi-conn (else one).
+# Connections to a server that allows multi-conn (else one), shared by a node's running
+# copies: each copy slice takes its share, at least one.
 FERRY_NBD_CONNECTIONS = env_int("FERRY_NBD_CONNECTIONS", 4)
 # Bytes per second shared by all copies; 0 means no global limit.
 FERRY_GLOBAL_BANDWIDTH = env_int("FERRY_GLOBAL_BANDWIDTH", 0)

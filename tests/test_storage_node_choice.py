@@ -211,3 +211,20 @@ def test_the_review_step_names_the_node(client, operator, nodes, source_root):
                "storage_node": str(nodes["node-a"].pk), "step": "options", "go": "next"}
     body = client.post(reverse("importer:import-create"), answers).content.decode()
     assert "Storage node</dt><dd class=\"col-sm-9\">node-a</dd>" in body
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("copying", "each"), [(1, 4), (2, 2), (3, 1), (8, 1)])
+def test_a_node_shares_its_nbd_connections_among_its_running_copies(copying, each, settings):
+    from importer.copying import connections_for
+
+    settings.FERRY_NBD_CONNECTIONS = 4
+    node, other = make_node("node-a"), make_node("node-b")
+    soon = timezone.now() + timedelta(seconds=10)
+    sessions = [make_volume_session("Copy_In_Progress", storage_node=node, pending_job="copy",
+                                    lease_expires_at=soon) for _ in range(copying)]
+    make_volume_session("Copy_In_Progress", storage_node=other, pending_job="copy",
+                        lease_expires_at=soon)  # another node's copy takes nothing here
+    make_volume_session("Copy_In_Progress", storage_node=node, pending_job="copy",
+                        lease_expires_at=timezone.now() - timedelta(seconds=1))  # a dead one
+    assert connections_for(sessions[0]) == each

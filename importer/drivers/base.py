@@ -63,9 +63,10 @@ class SourceDriver(ABC):
     def open_for_read(self, identifier: str) -> BinaryIO:
         """An unbuffered binary file object positioned at offset 0."""
 
-    def open_source(self, identifier: str) -> Source:
+    def open_source(self, identifier: str, connections: int = 1) -> Source:
         """What the mover copies from. By default the file ``open_for_read`` gives; a
-        driver that reads over the network (NBD) returns its own Source."""
+        driver that reads over the network (NBD) returns its own Source, with up to
+        ``connections`` connections."""
         return FileSource.from_file(self.open_for_read(identifier), label=identifier)
 
     def frontend_source(self, identifier: str) -> dict:

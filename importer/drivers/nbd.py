@@ -373,7 +373,7 @@ class NbdDriver(SourceDriver):
         raise _bad("not_a_file", f"{self.server.describe(identifier)} is read over NBD, not "
                    "as a file.", export=identifier)
 
-    def open_source(self, identifier: str):
+    def open_source(self, identifier: str, connections: int = 1):
         """The export for the mover: several connections with block status, each dropped
         connection retried for FERRY_NBD_RETRY_SECONDS (the mover's NbdSource)."""
         from importer.mover.sources import NbdSource
@@ -385,7 +385,7 @@ class NbdDriver(SourceDriver):
                 raise ConnectionError(error.message) from None
 
         return NbdSource(connect, label=self.server.describe(identifier),
-                         connections=django_settings.FERRY_NBD_CONNECTIONS,
+                         connections=connections,
                          retry_seconds=django_settings.FERRY_NBD_RETRY_SECONDS)
 
     def frontend_source(self, identifier: str) -> dict:
