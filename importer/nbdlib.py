@@ -16,7 +16,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-DEBIAN_PACKAGES = "nbdkit libnbd-bin python3-libnbd qemu-utils"
+DEBIAN_PACKAGES = "nbdkit nbdkit-plugin-python libnbd-bin python3-libnbd qemu-utils"
 INSTALL_HINT = f"apt-get install {DEBIAN_PACKAGES}"
 DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
 

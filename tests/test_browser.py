@@ -16,13 +16,7 @@ from tests.conftest import (
     sha256_of,
     write_random,
 )
-from tests.test_worker_frontend import (  # noqa: F401  (fixtures of a served destination)
-    _nbd_system,
-    enabled_import,
-    exports,
-    frontend_settings,
-    nbd_server,
-)
+from tests.test_worker_frontend import _nbd_system, enabled_import
 
 pytestmark = pytest.mark.integration
 
@@ -207,13 +201,13 @@ def test_an_operator_creates_an_import_with_the_wizard(page, live_server, live_w
                                                    timeout=20000)
 
 
-def test_an_operator_sees_how_a_host_reaches_the_served_destination(  # noqa: F811
-        page, live_server, exports, nbd_server, frontend_settings, live_worker, operator,  # noqa: F811
-        operator_actor):
+def test_an_operator_sees_how_a_host_reaches_the_served_destination(
+        page, live_server, writable_exports, writable_nbd_server, frontend_settings,
+        live_worker, operator, operator_actor):
     from importer.services import frontends
 
-    write_random(exports / "db", 8 * MiB)
-    session = enabled_import(_nbd_system(nbd_server), "db", operator_actor)
+    write_random(writable_exports / "db", 8 * MiB)
+    session = enabled_import(_nbd_system(writable_nbd_server), "db", operator_actor)
     access = frontends.host_access(session)[0]
     log_in(page, live_server, operator)
     page.goto(f"{live_server.url}/imports/{session.pk}/")
