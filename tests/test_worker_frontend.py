@@ -132,3 +132,22 @@ def test_only_the_mapped_host_with_its_key_connects(
 def kill_frontend(session) -> None:
     pid_file = frontends.runtime_folder(session.destination_volume) / "frontend.pid"
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_write_the_source_cannot_take_fails_to_the_host_and_stops_the_import(
+        writable_exports, writable_nbd_server, frontend_settings, live_worker, operator_actor):
+    import nbd
+
+    write_random(writable_exports / "db", 8 * MiB)
+    system = _nbd_system(writable_nbd_server)
+    session = enabled_import(system, "db", operator_actor)
+    host = host_for(session, (writable_exports / "db").read_bytes())
+    host.write(b"reached both sides", 4096)
+    writable_nbd_server.kill()  # the source array goes away
+    with pytest.raises(nbd.Error):
+        host.handle.pwrite(b"never acknowledged", 8192)
+    wait_for_state(session, "Cancel_Required", 30)
+    session.refresh_from_db()
+    assert session.error_code == "forward_failed"
+    assert "could not be forwarded to the source" in session.error_message
+    host.close()
