@@ -52,6 +52,13 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def own_runtime_folder(settings, tmp_path):
+    """Front-end runtime files are named after their volume (import-1-db...): each test
+    keeps its own, or one test's would be found by the next."""
+    settings.FERRY_RUNTIME_DIR = tmp_path / "run"
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``postgres`` exercise PostgreSQL itself: on another database they are
     deselected, not skipped (.ci/run's second pass, on PostgreSQL, runs them)."""

@@ -347,7 +347,8 @@ class _Copy:
         if self.guard is None or self.plan.host_yield_seconds <= 0:
             return None
         activity = self.guard.host_activity()
-        busy, self.host_activity = activity != self.host_activity, activity
+        busy = self.host_activity is not None and activity != self.host_activity
+        self.host_activity = activity
         if busy:
             time.sleep(self.plan.host_yield_seconds)
             return self.should_stop()

@@ -203,12 +203,13 @@ def fence(session: ImportSession) -> None:
         return
     try:
         with runtime.quiesce():
-            if runtime.mode == FORWARD:
+            forwarding = runtime.mode == FORWARD
+            runtime.mode = FENCED  # first: a source that is away must not keep hosts on
+            if forwarding:
                 _flush_source(session, runtime)
-            runtime.mode = FENCED
     finally:
         runtime.close()
-    Volume.objects.filter(pk=session.destination_volume_id).update(frontend_mode="fenced")
+        Volume.objects.filter(pk=session.destination_volume_id).update(frontend_mode="fenced")
 
 
 def _repair_interrupted_writes(session: ImportSession, runtime: VolumeRuntime) -> None:
