@@ -246,6 +246,11 @@ def _flush_both(session: ImportSession, runtime: VolumeRuntime) -> None:
 
 
 def _flush_source(session: ImportSession, runtime: VolumeRuntime) -> None:
+    """Flush what hosts wrote to the source; nothing to do (and no need to reach the
+    source) if they wrote nothing."""
+    stats = runtime.stats()
+    if not (stats["write_ops"] or stats["zero_ops"]):
+        return
     side = _open_side(session, runtime.source)
     try:
         side.flush()
