@@ -76,11 +76,9 @@ class FrontEndSupervisor:
             self._supervise(session)
 
     def _wanted(self) -> dict[int, ImportSession]:
-        states = frontends.FORWARDING | frontends.SERVING_AFTER_CUTOVER | {
-            State.CANCEL_IN_PROGRESS}
         sessions = (ImportSession.objects
                     .filter(destination_volume__storage_node__name=settings.FERRY_NODE_NAME,
-                            state__in=states)
+                            state__in=frontends.SERVED)
                     .select_related("destination_volume"))
         return {session.destination_volume_id: session for session in sessions
                 if _mode_of(frontends.runtime_folder(session.destination_volume))
@@ -95,8 +93,14 @@ class FrontEndSupervisor:
             server = None
         if server is None and self._may_start(volume.pk):
             self._start(session)
-        self._report_failed_write(session)
-        self._report_host_rates(volume)
+        runtime = frontends.open_runtime(volume)
+        if runtime is None:
+            return
+        try:  # one look at the runtime files per tick
+            self._report_failed_write(session, runtime.failure())
+            self._report_host_rates(volume, runtime.stats())
+        finally:
+            runtime.close()
 
     def _may_start(self, volume_id: int) -> bool:
         return time.monotonic() - self.failed_at.get(volume_id, -RETRY_START_SECONDS) \
@@ -144,33 +148,19 @@ class FrontEndSupervisor:
         if not path.exists() or path.read_text() != text:
             write_psk_file(path, keys)
 
-    def _report_failed_write(self, session: ImportSession) -> None:
+    def _report_failed_write(self, session: ImportSession, failure: str | None) -> None:
         """A forwarded write the source refused: the host got an error, and the session
         cannot go on (the source may miss what the destination has)."""
-        runtime = frontends.open_runtime(session.destination_volume)
-        if runtime is None:
-            return
-        try:
-            failure = runtime.failure()
-        finally:
-            runtime.close()
         if failure and session.state in frontends.FORWARDING \
-                and session.state != "Cancel_Required":
+                and session.state != State.CANCEL_REQUIRED:
             error = frontends.FrontEndError(
                 f"{session.name}: a host write could not be forwarded to the source, so the "
                 f"host was told it failed: {failure}", volume=session.destination_volume.name)
             error.code = "forward_failed"
             advance(session.pk, Event.IO_FAILED, expected=session.state, error=error)
 
-    def _report_host_rates(self, volume: Volume) -> None:
+    def _report_host_rates(self, volume: Volume, stats: dict[str, int]) -> None:
         """Host I/O rates (bytes/s over the last second or so), for the dashboard."""
-        runtime = frontends.open_runtime(volume)
-        if runtime is None:
-            return
-        try:
-            stats = runtime.stats()
-        finally:
-            runtime.close()
         now = time.monotonic()
         last = self.counters.get(volume.pk)
         if last is not None and now - last[0] < RATE_SECONDS:

@@ -35,6 +35,8 @@ from importer.states import State
 FORWARDING = {State.READY_TO_START_COPY, State.COPY_IN_PROGRESS, State.PAUSED,
               State.READY_FOR_CUTOVER, State.CUTOVER_IN_PROGRESS, State.CANCEL_REQUIRED}
 SERVING_AFTER_CUTOVER = {State.IMPORT_COMPLETED}
+# A cancel keeps forwarding until its job fences the volume (host I/O drained).
+SERVED = FORWARDING | SERVING_AFTER_CUTOVER | {State.CANCEL_IN_PROGRESS}
 COMPARE_BYTES = 8 * 1024 * 1024  # host-written ranges are checked in pieces of this size
 
 
@@ -43,13 +45,10 @@ class FrontEndError(FerryError):
 
 
 def wanted_mode(state: str) -> int | None:
-    """The mode a volume's front end should be in while its session is in ``state``. A
-    cancel keeps forwarding until its job fences the volume (host I/O drained)."""
-    if state in FORWARDING or state == State.CANCEL_IN_PROGRESS:
-        return FORWARD
-    if state in SERVING_AFTER_CUTOVER:
-        return CUT_OVER
-    return None
+    """The mode a volume's front end should be in while its session is in ``state``."""
+    if state not in SERVED:
+        return None
+    return CUT_OVER if state in SERVING_AFTER_CUTOVER else FORWARD
 
 
 def runtime_folder(volume: Volume) -> Path:
