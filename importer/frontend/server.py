@@ -3,9 +3,9 @@
 ``FrontEnd(folder, ...)`` builds the nbdkit command line, starts it in the foreground,
 waits for the NBD handshake, and stops it. Access control for hosts: TLS with one PSK
 identity per mapped host (identity = the host's name) in the volume's own PSK file, so a
-host of another volume or an unmapped host fails the TLS handshake; optionally an
-address allow-list through nbdkit's ip filter. A Unix socket (no TLS) is for tests and
-for clients on the same machine.
+host of another volume or an unmapped host fails the TLS handshake. (No address
+allow-list: Debian's nbdkit 1.32 ip filter refused the address rules as given.) A Unix
+socket (no TLS) is for tests and for clients on the same machine.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class FrontEnd:
     """
 
     def __init__(self, folder, *, socket=None, address: str | None = None,
-                 port: int | None = None, psk_file=None, allow=(),
+                 port: int | None = None, psk_file=None,
                  exit_with_parent: bool = True, threads: int | None = None,
                  params=(), log_path=None):
         if (socket is None) == (port is None):
@@ -102,7 +102,6 @@ class FrontEnd:
         self.socket = str(Path(socket).resolve()) if socket is not None else None
         self.address, self.port = address or "127.0.0.1", port
         self.psk_file = Path(psk_file).resolve() if psk_file else None
-        self.allow = list(allow)
         self.exit_with_parent, self.threads = exit_with_parent, threads
         self.params = list(params)  # extra plugin parameters (tests: nolock=1, ...)
         self.log_path = Path(log_path) if log_path else self.folder / "frontend.log"
@@ -120,11 +119,7 @@ class FrontEnd:
             argv += ["--ipaddr", self.address, "--port", str(self.port)]
         if self.psk_file:
             argv += ["--tls=require", f"--tls-psk={self.psk_file}"]
-        if self.allow:
-            argv.append("--filter=ip")
         argv += ["python", str(PLUGIN), f"runtime={self.folder}", *self.params]
-        if self.allow:
-            argv += [f"allow={','.join(self.allow)}", "deny=all"]
         return argv
 
     # --- Life ---------------------------------------------------------------------------
