@@ -1,0 +1,115 @@
+"""Every dashboard page, in light and dark mode, checked by axe-core in a real browser: no
+text below WCAG AA contrast (4.5:1), and no other serious or critical violation."""
+
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from importer import states
+from importer.models import Host, ImportSession
+from tests.conftest import (
+    MiB,
+    HostFactory,
+    discovered_system,
+    log_in,
+    make_session,
+    write_random,
+)
+
+pytestmark = pytest.mark.integration
+
+AXE = "/static/importer/vendor/axe-core/axe.min.js"
+# Everything axe checks (WCAG 2.x A and AA, best practices) runs; a page fails on any
+# colour-contrast finding and on any other finding axe rates serious or critical.
+FAILING_IMPACTS = {"serious", "critical"}
+THEMES = ("light", "dark")
+
+
+@pytest.fixture
+def dashboard_data(source_root, admin_user):
+    """Sessions in every state (volumes and groups), failures with errors, systems, hosts."""
+    write_random(source_root / "array" / "db01.img", MiB)
+    write_random(source_root / "array" / "cg-web" / "a.img", MiB)
+    discovered_system(source_root / "array", name="demo-array")
+    HostFactory(name="web-01")
+    for state in states.STATES:
+        make_session("volume", state, name=f"vol-{state.lower()}", progress_percentage=40,
+                     current_transfer_rate=3 * MiB, copied_bytes=2 * MiB)
+    for state in (states.State.COPY_IN_PROGRESS, states.State.FAILED,
+                  states.State.CANCEL_REQUIRED):
+        make_session("group", state, name=f"cg-{state.lower()}", progress_percentage=30)
+    for name in ("vol-failed", "cg-failed", "vol-cancel_failed"):
+        ImportSession.objects.filter(name=name).update(
+            error_code="source_truncated", error_message="db01.img ended early.")
+    return {name: ImportSession.objects.get(name=name).pk
+            for name in ("vol-copy_in_progress", "vol-failed", "cg-failed",
+                         "cg-copy_in_progress", "vol-cancel_failed")}
+
+
+def _violations(page) -> list[dict]:
+    """axe's findings that fail the page, as plain dicts (rule, impact, where, why)."""
+    if not page.evaluate("() => Boolean(window.axe)"):
+        page.add_script_tag(url=AXE)  # from 'self': the page's CSP allows it
+    results = page.evaluate("""async () => {
+        const result = await axe.run(document, {resultTypes: ["violations"]});
+        return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.slice(0, 5).map(n => ({target: n.target.join(" "),
+                                                   summary: n.failureSummary}))}));
+    }""")
+    return [v for v in results if v["id"] == "color-contrast" or v["impact"] in FAILING_IMPACTS]
+
+
+def _check(page, found: dict, label: str) -> None:
+    page.wait_for_load_state("networkidle")
+    for violation in _violations(page):
+        found.setdefault(label, []).append(violation)
+
+
+def _walk_wizard(page, live_server, found, theme):
+    """Every wizard step, answered with the first choice, up to the review."""
+    page.goto(f"{live_server.url}/imports/new/")
+    for number in range(1, 10):
+        wizard = page.locator("#wizard")
+        _check(page, found, f"wizard step {number}")
+        next_button = wizard.locator("button:has-text('Next')")
+        if not next_button.count():
+            return
+        for choice in wizard.locator("input[type=radio]:not(:disabled)").all()[:1]:
+            choice.check()
+        for choice in wizard.locator("input[type=checkbox][name=resources]:not(:disabled)").all()[:1]:
+            choice.check()
+        if wizard.locator("#id_name").count() and not wizard.locator("#id_name").input_value():
+            wizard.locator("#id_name").fill(f"a11y-{theme}")
+        step = wizard.locator("[aria-current=step]").inner_text()
+        next_button.click()
+        expect(page.locator("#wizard [aria-current=step]")).not_to_have_text(step)
+    raise AssertionError("the wizard never reached a step without Next")
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_every_page_meets_wcag_aa_contrast_in_both_themes(browser, live_server, admin_user,
+                                                          dashboard_data, theme):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=theme)
+    page = context.new_page()
+    found: dict = {}
+    page.goto(f"{live_server.url}/accounts/login/")
+    expect(page.locator("html")).to_have_attribute("data-bs-theme", theme)
+    _check(page, found, "login")
+    log_in(page, live_server, admin_user)
+    expect(page.locator("html")).to_have_attribute("data-bs-theme", theme)
+    # Every page the navigation links to (pages other branches add come along), then the
+    # pages reached from them.
+    nav_links = page.locator("nav[aria-label=Main] a").evaluate_all(
+        "links => links.map(a => a.getAttribute('href'))")
+    pages = [link for link in nav_links if not link.startswith("/admin")]
+    pages += [f"/imports/{pk}/" for pk in dashboard_data.values()]
+    pages += ["/remote-systems/new/", "/hosts/new/", f"/hosts/{Host.objects.first().pk}/edit/",
+              "/?state=Failed&state=Cancel_Failed&state=Cleanup_Failed"]
+    for path in dict.fromkeys(pages):
+        page.goto(f"{live_server.url}{path}")
+        expect(page.locator("html")).to_have_attribute("data-bs-theme", theme)
+        _check(page, found, path)
+    _walk_wizard(page, live_server, found, theme)
+    context.close()
+    assert not found, json.dumps(found, indent=1)
