@@ -408,3 +408,7 @@ FERRY_NBD_RETRY_SECONDS = float(env_str("FERRY_NBD_RETRY_SECONDS", "30"))
 FERRY_NBD_CONNECTIONS = env_int("FERRY_NBD_CONNECTIONS", 4)
 # Bytes per second shared by all copies; 0 means no global limit.
 FERRY_GLOBAL_BANDWIDTH = env_int("FERRY_GLOBAL_BANDWIDTH", 0)
+# The charts' history: one transfer-rate sample per session at most this often, kept
+# this many days (services.samples).
+FERRY_SAMPLE_SECONDS = float(env_str("FERRY_SAMPLE_SECONDS", "5"))
+FERRY_SAMPLE_RETENTION_DAYS = env_int("FERRY_SAMPLE_RETENTION_DAYS", 7)

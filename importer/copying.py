@@ -21,7 +21,7 @@ from importer.models import CopiedExtent, ImportSession
 from importer.mover.copier import Checkpoint, CopyError, CopyPlan, copy_range, first_mismatch
 from importer.mover.extents import missing_ranges
 from importer.mover.throttle import TokenBucket
-from importer.services import frontends
+from importer.services import frontends, samples
 from importer.states import State
 
 MIN_CHUNK = 1024 * 1024
@@ -148,12 +148,16 @@ class _Progress:
             # the range is on disk, and a pause keeps every copied range.
             mine = ImportSession.objects.filter(pk=self.session.pk, lease_owner=self.lease_id,
                                                 state__in=states.CHECKPOINTING)
-            if not mine.update(**self._progress_fields(length / elapsed)):
+            fields = self._progress_fields(length / elapsed)
+            if not mine.update(**fields):
                 return  # taken over by another worker: this checkpoint is not ours to keep
             CopiedExtent.objects.create(session_id=self.session.pk, start=checkpoint.start,
                                         end=checkpoint.end, chunk_size=checkpoint.chunk_size,
                                         digests=checkpoint.digests)
             _update_group_progress(self.session.parent_session_id)
+            samples.record_transfer_sample(  # the charts' history, throttled
+                self.session.pk, bytes_per_second=fields["current_transfer_rate"],
+                copied_bytes=fields["copied_bytes"])
 
     def _progress_fields(self, current_rate: float) -> dict:
         total = max(self.session.total_bytes, 1)

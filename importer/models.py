@@ -458,6 +458,26 @@ class CopiedExtent(models.Model):
         return f"{self.session_id}: [{self.start}, {self.end})"
 
 
+class TransferSample(models.Model):
+    """A session's transfer rate at one moment: the history the charts draw. Written at
+    most every FERRY_SAMPLE_SECONDS per session, pruned after FERRY_SAMPLE_RETENTION_DAYS
+    (services.samples)."""
+
+    session = models.ForeignKey(ImportSession, on_delete=models.CASCADE,
+                                related_name="transfer_samples")
+    timestamp = models.DateTimeField(db_index=True)
+    bytes_per_second = models.BigIntegerField()
+    copied_bytes = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["session", "timestamp"]
+        indexes = [models.Index(fields=["session", "timestamp"],
+                                name="sample_session_time")]
+
+    def __str__(self):
+        return f"{self.session_id} at {self.timestamp}: {self.bytes_per_second} B/s"
+
+
 class EventOutcome(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"

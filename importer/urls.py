@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from importer import views
+from importer import chart_views, views
 
 app_name = "importer"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("imports/bulk/<str:action>/", views.bulk_action, name="bulk-action"),
     path("imports/<int:pk>/", views.session_detail, name="session-detail"),
     path("imports/<int:pk>/row/", views.session_row, name="session-row"),
+    path("imports/<int:pk>/rates.json", chart_views.session_rates, name="session-rates"),
     path("imports/<int:pk>/actions/<str:action>/", views.session_action,
          name="session-action"),
     path("remote-systems/", views.system_list, name="system-list"),
@@ -24,6 +25,9 @@ urlpatterns = [
     path("hosts/", views.host_list, name="host-list"),
     path("hosts/new/", views.host_edit, name="host-create"),
     path("hosts/<int:pk>/edit/", views.host_edit, name="host-edit"),
+    path("overview/", chart_views.overview, name="overview"),
+    path("overview/throughput.json", chart_views.overview_throughput,
+         name="overview-throughput"),
     path("events/", views.event_list, name="event-list"),
     path("events.csv", views.event_export, name="event-export"),
 ]

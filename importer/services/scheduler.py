@@ -14,6 +14,7 @@ from importer.models import IdempotencyRecord, ImportSession
 from importer.services import dispatch
 from importer.services.common import SYSTEM
 from importer.services.inventory import expire_lost_discoveries, request_health_checks
+from importer.services.samples import prune_transfer_samples
 from importer.services.transitions import lock, move, refresh_group
 from importer.states import Event, Job, State
 
@@ -33,6 +34,7 @@ def scheduler_tick(now: datetime | None = None) -> dict:
     expire_lost_discoveries(timezone.now())
     request_health_checks(timezone.now())
     IdempotencyRecord.objects.expired(now).delete()  # housekeeping for the API's retries
+    prune_transfer_samples(now)  # and for the charts' history
     return {"started": len(due), "admitted": len(admitted), "resent": resent}
 
 

@@ -58,3 +58,26 @@ def state_label(value):
     from importer import states
 
     return states.info(value).label if value in states.STATES else (value or "—")
+
+
+@register.filter
+def from_unix(seconds):
+    """A chart point's Unix time as a datetime, for the |date filter."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+@register.filter
+def share_of(count, most):
+    """A bar's width in percent of the largest one."""
+    return round(100 * count / most) if most else 0
+
+
+@register.inclusion_tag("importer/components/session_rate_card.html")
+def session_rate_card(session):
+    """The details page's rate chart, with its first points as text."""
+    from importer.services import samples
+
+    return {"session": session, "rate_series": samples.session_series(session),
+            "rate_live": not session.state_info.is_terminal}
