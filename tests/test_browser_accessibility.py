@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from importer import states
-from importer.models import Host, ImportSession
+from importer.models import Host, ImportSession, TransferSample
 from tests.conftest import (
     MiB,
     HostFactory,
@@ -39,12 +39,27 @@ def dashboard_data(source_root, admin_user):
     for state in (states.State.COPY_IN_PROGRESS, states.State.FAILED,
                   states.State.CANCEL_REQUIRED):
         make_session("group", state, name=f"cg-{state.lower()}", progress_percentage=30)
+    _rate_history(ImportSession.objects.filter(state=states.State.COPY_IN_PROGRESS))
     for name in ("vol-failed", "cg-failed", "vol-cancel_failed"):
         ImportSession.objects.filter(name=name).update(
             error_code="source_truncated", error_message="db01.img ended early.")
     return {name: ImportSession.objects.get(name=name).pk
             for name in ("vol-copy_in_progress", "vol-failed", "cg-failed",
                          "cg-copy_in_progress", "vol-cancel_failed")}
+
+
+def _rate_history(sessions):
+    """Samples, so the details pages and the Overview draw their charts."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    start = timezone.now() - timedelta(minutes=5)
+    for session in sessions:
+        for index in range(30):
+            TransferSample.objects.create(session=session, copied_bytes=index * MiB,
+                                          timestamp=start + timedelta(seconds=5 * index),
+                                          bytes_per_second=(2 + index % 5) * MiB)
 
 
 def _violations(page) -> list[dict]:
@@ -62,6 +77,8 @@ def _violations(page) -> list[dict]:
 
 def _check(page, found: dict, label: str) -> None:
     page.wait_for_load_state("networkidle")
+    for chart in page.locator(".ferry-chart").all():  # drawn, so axe sees the chart too
+        expect(chart).to_have_attribute("data-ready", "true")
     for violation in _violations(page):
         found.setdefault(label, []).append(violation)
 

@@ -99,3 +99,13 @@ def test_an_overview_poll_gets_only_its_figures(client, viewer):
     page = response.content.decode()
     assert page.lstrip().startswith('<div id="overview-figures"')
     assert "HX-Request" in response["Vary"]
+
+
+def test_a_pause_is_a_break_in_the_line_not_a_slope(client, viewer, settings):
+    settings.FERRY_SAMPLE_SECONDS = 5
+    session = make_session("volume", "Copy_In_Progress")
+    _samples(session, [1_000_000, 1_000_000])
+    client.force_login(viewer)
+    data = client.get(reverse("importer:session-rates", args=[session.pk])).json()
+    # 10 s apart here; the chart breaks its line where points are further apart than this.
+    assert data["gap_seconds"] == 15

@@ -41,6 +41,9 @@ class Series:
     """Points (Unix seconds, bytes per second) and the figures a reader gets as text."""
 
     points: list[tuple[float, int]]
+    # Points further apart than this were not measured in between (a pause): the chart
+    # breaks its line there.
+    gap_seconds: float = 0
 
     @property
     def latest(self) -> int:
@@ -56,6 +59,7 @@ class Series:
 
     def as_json(self) -> dict:
         return {"unit": "bytes_per_second", "points": [[t, r] for t, r in self.points],
+                "gap_seconds": self.gap_seconds or 3 * max(settings.FERRY_SAMPLE_SECONDS, 1),
                 "latest": self.latest, "peak": self.peak, "average": self.average}
 
 
@@ -67,7 +71,8 @@ def session_series(session: ImportSession) -> Series:
         return Series([(round(t.timestamp(), 3), rate) for _, t, rate in rows])
     rows = (TransferSample.objects.filter(session__parent_session=session)
             .order_by("timestamp").values_list("session_id", "timestamp", "bytes_per_second"))
-    return _summed(rows, _bucket_seconds(timedelta(0)))
+    bucket = _bucket_seconds(timedelta(0))
+    return Series(_summed(rows, bucket).points, gap_seconds=3 * bucket)
 
 
 WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24)}
@@ -86,7 +91,7 @@ def system_series(window: timedelta, now: datetime | None = None) -> Series:
     last = now.timestamp() // bucket * bucket
     count = int((last - first) // bucket) + 1
     return Series([(first + i * bucket, measured.get(first + i * bucket, 0))
-                   for i in range(count)])
+                   for i in range(count)], gap_seconds=2 * bucket)
 
 
 def _bucket_seconds(window: timedelta) -> float:

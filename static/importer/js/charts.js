@@ -17,12 +17,11 @@
     return shown + " " + UNITS[unit] + "/s";
   }
 
-  function pad(number) { return (number < 10 ? "0" : "") + number; }
-
-  function timeLabel(seconds, withSeconds) {
-    var date = new Date(seconds * 1000);
-    var text = pad(date.getUTCHours()) + ":" + pad(date.getUTCMinutes());
-    return withSeconds ? text + ":" + pad(date.getUTCSeconds()) : text;
+  // Times in the dashboard's time zone (Django's TIME_ZONE), as the tables beside say them.
+  function timeFormat(zone, withSeconds) {
+    var parts = { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone };
+    if (withSeconds) { parts.second = "2-digit"; }
+    return new Intl.DateTimeFormat("en-GB", parts);
   }
 
   function themeColour(name) {
@@ -30,6 +29,7 @@
   }
 
   function options(chart, width) {
+    var zone = chart.element.dataset.timeZone || "UTC";
     var text = themeColour("--bs-body-color");
     var grid = themeColour("--bs-border-color");
     var accent = themeColour("--ferry-accent");
@@ -37,13 +37,14 @@
                  font: "12px system-ui, sans-serif", labelFont: "12px system-ui, sans-serif" };
     return {
       width: width, height: 220, legend: { show: false }, cursor: { drag: { x: false, y: false } },
+      tzDate: function (seconds) { return uPlot.tzDate(new Date(seconds * 1000), zone); },
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(max * 1.15, 1)]; } } },
-      series: [{}, { label: "Transfer rate", stroke: accent, width: 2, fill: accent + "22",
-                     points: { show: false } }],
+      series: [{}, { label: "Transfer rate", stroke: accent, width: 2, fill: accent + "22" }],
       axes: [
-        Object.assign({}, axis, { label: "Time (UTC)", values: function (u, splits) {
+        Object.assign({}, axis, { label: "Time (" + zone + ")", values: function (u, splits) {
           var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
-          var labels = splits.map(function (s) { return timeLabel(s, span < 600); });
+          var format = timeFormat(zone, span < 600);
+          var labels = splits.map(function (s) { return format.format(new Date(s * 1000)); });
           chart.element.dataset.xTicks = labels.join(" ");
           return labels;
         } }),
@@ -54,9 +55,26 @@
     };
   }
 
-  function seriesOf(points) {
-    return [points.map(function (p) { return p[0]; }),
-            points.map(function (p) { return p[1] / MB; })];
+  // A pause or a stop is a break in the line, not a slope from the last rate to the next.
+  function seriesOf(data) {
+    var times = [], rates = [], previous = null;
+    data.points.forEach(function (point) {
+      if (previous !== null && point[0] - previous > data.gap_seconds) {
+        times.push(previous + data.gap_seconds / 2); rates.push(null);
+      }
+      times.push(point[0]); rates.push(point[1] / MB); previous = point[0];
+    });
+    return [times, rates];
+  }
+
+  function plot(chart, data) {
+    var series = seriesOf(data);
+    if (chart.plot) { chart.plot.setData(series); } else {
+      var canvas = chart.element.querySelector(".ferry-chart-canvas");
+      chart.plot = new uPlot(options(chart, canvas.clientWidth || 600), series, canvas);
+    }
+    chart.element.dataset.points = String(data.points.length);
+    chart.element.dataset.gaps = String(series[1].filter(function (r) { return r === null; }).length);
   }
 
   function showFigures(chart, data) {
@@ -71,11 +89,10 @@
   }
 
   function draw(chart) {
-    var canvas = chart.element.querySelector(".ferry-chart-canvas");
     if (chart.plot) { chart.plot.destroy(); chart.plot = null; }
     if (!chart.data || !chart.data.points.length) { return; }
-    chart.plot = new uPlot(options(chart, canvas.clientWidth || 600), seriesOf(chart.data.points), canvas);
-    chart.element.dataset.points = String(chart.data.points.length);
+    plot(chart, chart.data);
+    chart.element.dataset.theme = document.documentElement.getAttribute("data-bs-theme");
   }
 
   function load(chart) {
@@ -89,10 +106,7 @@
         var first = !chart.data;
         chart.data = data;
         showFigures(chart, data);
-        if (chart.plot && data.points.length) {
-          chart.plot.setData(seriesOf(data.points));
-          chart.element.dataset.points = String(data.points.length);
-        } else { draw(chart); }
+        if (chart.plot && data.points.length) { plot(chart, data); } else { draw(chart); }
         if (first) { chart.element.dataset.ready = "true"; }
         if (!data.live) { chart.element.removeAttribute("data-live"); }
       })
