@@ -24,6 +24,7 @@ AXE = "/static/importer/vendor/axe-core/axe.min.js"
 # colour-contrast finding and on any other finding axe rates serious or critical.
 FAILING_IMPACTS = {"serious", "critical"}
 THEMES = ("light", "dark")
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
 @pytest.fixture
@@ -104,10 +105,31 @@ def _walk_wizard(page, live_server, found, theme):
     raise AssertionError("the wizard never reached a step without Next")
 
 
+def _check_open_states(page, live_server, found, sessions):
+    """What only shows on demand: an actions menu (with the admin's forced entries), a
+    confirmation dialog, and a toast."""
+    page.goto(f"{live_server.url}/")
+    row = page.locator(f"#session-{sessions['vol-cancel_failed']}")
+    row.locator(".dropdown-toggle").first.click()
+    expect(row.locator(".dropdown-menu")).to_be_visible()
+    _check(page, found, "actions menu, open")
+    row.locator("button.dropdown-item[data-confirm]:not([disabled])").first.click()
+    expect(page.locator("#confirm-modal")).to_be_visible()
+    _check(page, found, "confirmation dialog")
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm-modal")).to_be_hidden()
+    row = page.locator(f"#session-{sessions['vol-copy_in_progress']}")
+    row.locator(".dropdown-toggle").first.click()
+    row.locator("button.dropdown-item[data-action=pause]").click()
+    expect(page.locator("#toasts .toast").last).to_be_visible()
+    _check(page, found, "toast")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
 @pytest.mark.parametrize("theme", THEMES)
 def test_every_page_meets_wcag_aa_contrast_in_both_themes(browser, live_server, admin_user,
-                                                          dashboard_data, theme):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=theme)
+                                                          dashboard_data, theme, viewport):
+    context = browser.new_context(viewport=VIEWPORTS[viewport], color_scheme=theme)
     page = context.new_page()
     found: dict = {}
     page.goto(f"{live_server.url}/accounts/login/")
@@ -128,5 +150,6 @@ def test_every_page_meets_wcag_aa_contrast_in_both_themes(browser, live_server, 
         expect(page.locator("html")).to_have_attribute("data-bs-theme", theme)
         _check(page, found, path)
     _walk_wizard(page, live_server, found, theme)
+    _check_open_states(page, live_server, found, dashboard_data)
     context.close()
     assert not found, json.dumps(found, indent=1)
