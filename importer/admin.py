@@ -21,6 +21,7 @@ from importer.models import (
     SourceGroup,
     SourceVolume,
     StorageNode,
+    TransferSample,
     Volume,
     VolumeGroup,
 )
@@ -222,6 +223,20 @@ class CopiedExtentAdmin(ReadOnlyAdmin):
 
     def has_view_permission(self, request, obj=None):
         # Checkpoints are part of a session: whoever may see sessions may see them.
+        return (request.user.has_perm("importer.view_importsession")
+                or super().has_view_permission(request, obj))
+
+
+@admin.register(TransferSample)
+class TransferSampleAdmin(ReadOnlyAdmin):
+    """The charts' history, as recorded: written by copies, pruned by age."""
+
+    list_display = ("session", "timestamp", "bytes_per_second", "copied_bytes")
+    search_fields = ("session__name",)
+    list_select_related = ("session",)
+    date_hierarchy = "timestamp"
+
+    def has_view_permission(self, request, obj=None):
         return (request.user.has_perm("importer.view_importsession")
                 or super().has_view_permission(request, obj))
 

@@ -9,6 +9,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from importer import services
+from importer.services import samples
 from importer.admin import RemoteSystemAdmin, force_cancel_sessions
 from importer.errors import ValidationError
 from importer.models import (
@@ -66,6 +67,7 @@ def one_of_each(operator_actor):
     make_group_session("Paused", ["Paused", "Paused"], name="cg-1")
     CopiedExtent.objects.create(session=session, start=0, end=1024, chunk_size=1024,
                                 digests=[""])
+    samples.record_transfer_sample(session.pk, bytes_per_second=1024, copied_bytes=1024)
     group = VolumeGroup.objects.create(name="dest-cg-1")
     volume = Volume.objects.create(name="dest-vol-1", size=1024, location="/pool/dest-vol-1",
                                    volume_group=group)
