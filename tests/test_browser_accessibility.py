@@ -1,16 +1,19 @@
-"""Every dashboard page, in light and dark mode, checked by axe-core in a real browser: no
-text below WCAG AA contrast (4.5:1), and no other serious or critical violation."""
+"""Every dashboard page, in light and dark mode, on a desktop and a phone, checked by
+axe-core in a real browser: no text below WCAG AA contrast (4.5:1), and no other serious or
+critical violation."""
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from importer import states
 from importer.models import Host, ImportSession, TransferSample
 from tests.conftest import (
-    MiB,
     HostFactory,
+    MiB,
     discovered_system,
     log_in,
     make_session,
@@ -51,10 +54,6 @@ def dashboard_data(source_root, admin_user):
 
 def _rate_history(sessions):
     """Samples, so the details pages and the Overview draw their charts."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     start = timezone.now() - timedelta(minutes=5)
     for session in sessions:
         for index in range(30):
@@ -93,10 +92,9 @@ def _walk_wizard(page, live_server, found, theme):
         next_button = wizard.locator("button:has-text('Next')")
         if not next_button.count():
             return
-        for choice in wizard.locator("input[type=radio]:not(:disabled)").all()[:1]:
-            choice.check()
-        for choice in wizard.locator("input[type=checkbox][name=resources]:not(:disabled)").all()[:1]:
-            choice.check()
+        for kind in ("input[type=radio]", "input[type=checkbox][name=resources]"):
+            for choice in wizard.locator(f"{kind}:not(:disabled)").all()[:1]:
+                choice.check()
         if wizard.locator("#id_name").count() and not wizard.locator("#id_name").input_value():
             wizard.locator("#id_name").fill(f"a11y-{theme}")
         step = wizard.locator("[aria-current=step]").inner_text()
