@@ -43,7 +43,8 @@ def dashboard_data(source_root, admin_user):
     for state in (states.State.COPY_IN_PROGRESS, states.State.FAILED,
                   states.State.CANCEL_REQUIRED):
         make_session("group", state, name=f"cg-{state.lower()}", progress_percentage=30)
-    _rate_history(ImportSession.objects.filter(state=states.State.COPY_IN_PROGRESS))
+    _rate_history(ImportSession.objects.filter(state=states.State.COPY_IN_PROGRESS,
+                                               source_volume__isnull=False))
     for name in ("vol-failed", "cg-failed", "vol-cancel_failed"):
         ImportSession.objects.filter(name=name).update(
             error_code="source_truncated", error_message="db01.img ended early.")
