@@ -9,7 +9,16 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from importer.models import TransferSample
-from tests.conftest import SCREENSHOTS, MiB, log_in, make_session
+from tests.conftest import (
+    SCREENSHOTS,
+    MiB,
+    discovered_system,
+    log_in,
+    make_session,
+    start_copying,
+    wait_for_state,
+    write_random,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +107,27 @@ def test_the_overview_charts_throughput_and_counts_sessions_by_state(
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"overview-{theme}.png")
     context.close()
+
+
+@pytest.mark.parametrize("live_worker", [{"FERRY_SAMPLE_SECONDS": "1"}], indirect=True)
+def test_a_real_copy_draws_its_rate_as_it_goes(page, live_server, source_root, live_worker,
+                                               operator, operator_actor):
+    write_random(source_root / "array" / "db01.img", 48 * MiB)
+    system = discovered_system(source_root / "array")
+    session = start_copying(system.source_volumes.get(), operator_actor, "db01",
+                            throttle_bytes_per_second=4 * MiB)  # about 12 s of copying
+    log_in(page, live_server, operator)
+    page.goto(f"{live_server.url}/imports/{session.pk}/")
+    chart = page.locator(".ferry-chart")
+    expect(chart).to_have_attribute("data-points", re.compile(r"^[2-9]$|^\d\d+$"),
+                                    timeout=20000)
+    first = int(chart.get_attribute("data-points"))
+    page.wait_for_function(  # more points arrive with no reload
+        f"() => +document.querySelector('.ferry-chart').dataset.points > {first}",
+        timeout=20000)
+    peak = page.locator("[data-figure=peak]").inner_text()
+    assert re.fullmatch(r"[\d.]+ (KB|MB)/s", peak), peak
+    wait_for_state(session, "Ready_For_Cutover", timeout=60)
+    samples = TransferSample.objects.filter(session=session)
+    assert samples.count() >= 3
+    assert all(sample.bytes_per_second > 0 for sample in samples)
