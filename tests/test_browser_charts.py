@@ -58,6 +58,11 @@ def test_the_details_page_charts_the_rate_over_time_and_follows_the_copy(
     figures = page.locator(".ferry-chart-figures")
     expect(figures.locator("[data-figure=peak]")).to_have_text("8.0 MB/s")
 
+    with page.expect_response(lambda r: r.url.endswith(f"/imports/{session.pk}/")):
+        pass  # the details panel polls and is swapped around the chart...
+    page.wait_for_timeout(300)
+    expect(chart.locator("canvas")).to_have_count(1)  # ...which stays drawn
+    expect(chart).to_have_attribute("data-points", "4")
     # The copy goes on: the chart and its figures follow with no reload.
     _samples(session, [12_000_000], start + timedelta(minutes=2))
     expect(chart).to_have_attribute("data-points", "5", timeout=10000)

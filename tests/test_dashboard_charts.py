@@ -74,6 +74,16 @@ def test_the_details_page_shows_its_rate_chart_and_the_figures_in_words(client, 
     assert "uPlot.iife.min.js" in page
 
 
+def test_a_details_poll_keeps_the_chart_without_reading_its_samples(client, viewer):
+    session = make_session("volume", "Copy_In_Progress")
+    _samples(session, [2_000_000])
+    client.force_login(viewer)
+    page = client.get(reverse("importer:session-detail", args=[session.pk]),
+                      HTTP_HX_REQUEST="true").content.decode()
+    assert '<section id="rate-chart-card" hx-preserve="true"></section>' in page
+    assert "data-chart-url" not in page
+
+
 def test_the_overview_says_throughput_bytes_remaining_and_sessions_by_state(client, viewer):
     make_session("volume", "Copy_In_Progress", current_transfer_rate=3_000_000,
                  copied_bytes=1 * MiB)  # of 4 MiB
