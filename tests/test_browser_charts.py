@@ -106,11 +106,11 @@ def test_the_overview_charts_throughput_and_counts_sessions_by_state(
     expect(page.locator("[data-figure=throughput]")).to_have_text("8.0 MB/s")
     expect(page.locator("tr[data-state=Copy_In_Progress]")).to_contain_text("2")
     expect(page.locator("tr[data-state=Failed]")).to_contain_text("1")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"overview-{theme}.png")
     page.click("a:has-text('6h')")
     expect(chart).to_have_attribute("data-chart-url", re.compile("window=6h"))
     expect(chart).to_have_attribute("data-ready", "true")
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"overview-{theme}.png")
     context.close()
 
 
