@@ -38,14 +38,20 @@ def sparkline_points(rates):
                     for index, rate in enumerate(rates))
 
 
+ESTIMATING = "estimating…"
+
+
 @register.filter
 def eta(timestamp):
-    """How long until ``timestamp``, to the second when it is close: "in 45 s"."""
+    """How long until ``timestamp``, to the second when it is close: "in 45 s". None, or a
+    time already past, is no estimate: "estimating…", never "in 0 s"."""
     from django.utils import timezone
 
     if not timestamp:
-        return "—"
-    seconds = max(0, int((timestamp - timezone.now()).total_seconds()))
+        return ESTIMATING
+    seconds = int((timestamp - timezone.now()).total_seconds())
+    if seconds <= 0:
+        return ESTIMATING
     if seconds < 90:
         return f"in {seconds} s"
     if seconds < 5400:
@@ -58,3 +64,26 @@ def state_label(value):
     from importer import states
 
     return states.info(value).label if value in states.STATES else (value or "—")
+
+
+@register.filter
+def current_rate(session):
+    """The rate shown now: only while the session copies (none once paused or ended)."""
+    return human_rate(session.current_transfer_rate) if session.is_copying else "—"
+
+
+@register.filter
+def session_eta(session):
+    return eta(session.estimated_completion_timestamp) if session.is_copying else "—"
+
+
+@register.filter
+def eta_clock(session):
+    """The estimated time of day, when there is an estimate still ahead; else ""."""
+    from django.utils import timezone
+    from django.utils.dateformat import format as date_format
+
+    timestamp = session.estimated_completion_timestamp
+    if not session.is_copying or not timestamp or timestamp <= timezone.now():
+        return ""
+    return date_format(timezone.localtime(timestamp), "H:i:s")
