@@ -75,7 +75,12 @@ class Action(StrEnum):
 @dataclass(frozen=True)
 class ActionInfo:
     """How an action is shown: its label, the note an operator reads before confirming it
-    (the spec's "What operators must be told"), and what forcing it skips (admins only)."""
+    (the spec's "What operators must be told"), and what forcing it skips (admins only).
+
+    A confirmation dialog names its two buttons by what they do ("Cancel import" / "Keep
+    importing"), never "OK" / "Close"; the dismiss button is the one focused, so Enter
+    never runs an action by default. ``destructive`` actions get a danger-coloured button.
+    """
 
     label: str
     summary: str
@@ -83,6 +88,11 @@ class ActionInfo:
     force_label: str = ""
     force_note: str = ""
     in_menu: bool = True  # Delete is REST-only (spec); the schedule is edited where shown
+    confirm_label: str = ""
+    dismiss_label: str = ""
+    destructive: bool = False
+    force_confirm_label: str = ""
+    force_dismiss_label: str = ""
 
     @property
     def confirm(self) -> bool:
@@ -99,18 +109,20 @@ ACTIONS: dict[Action, ActionInfo] = {
     Action.ENABLE_DESTINATION_VOLUME: ActionInfo(
         "Enable Destination Volume", "Enable the destination volume",
         "Shut the host application down before you enable the destination volume. Ferry "
-        "removes the source's host access, so nothing writes to the old path by mistake."),
+        "removes the source's host access, so nothing writes to the old path by mistake.",
+        confirm_label="Enable destination volume", dismiss_label="Not yet"),
     Action.START_COPY: ActionInfo(
         "Start Copy", "Start copying",
         "Reconfigure the host application to use the destination volume before you start "
-        "the copy."),
+        "the copy.", confirm_label="Start copy", dismiss_label="Not yet"),
     Action.PAUSE: ActionInfo("Pause", "Pause the copy"),
     Action.RESUME: ActionInfo("Resume", "Resume the copy from its last checkpoint"),
     Action.CUTOVER: ActionInfo(
         "Cutover", "Cut over to the destination",
         "Cutover commits the import: the destination becomes the volume of record and the "
         "source is released. A group is complete only when every member is; a partial "
-        "cutover is retried until it succeeds."),
+        "cutover is retried until it succeeds.",
+        confirm_label="Cut over", dismiss_label="Not yet"),
     Action.CANCEL: ActionInfo(
         "Cancel", "Cancel, and roll back",
         "If the host was already reconfigured to the destination volume, shut the application "
@@ -120,7 +132,9 @@ ACTIONS: dict[Action, ActionInfo] = {
         force_note="Force cancel stops the import without rolling back the source: the "
         "destination is removed if it can be, but the source's host access is NOT restored "
         "(it stays read-only) and must be fixed by hand. What was skipped is recorded in the "
-        "audit trail. Type the session's name to confirm."),
+        "audit trail. Type the session's name to confirm.",
+        confirm_label="Cancel import", dismiss_label="Keep importing", destructive=True,
+        force_confirm_label="Force cancel import", force_dismiss_label="Keep importing"),
     Action.CLEANUP: ActionInfo(
         "Cleanup", "Clean up after a failed rollback",
         force_label="Force Cleanup",
@@ -128,7 +142,8 @@ ACTIONS: dict[Action, ActionInfo] = {
         "source's host access (it stays read-only, or the source is gone), records what it "
         "skipped in the audit trail, frees the import slot and ends the session Cancelled, "
         "so it can be deleted. Use it only for a source that cannot come back. Type the "
-        "session's name to confirm."),
+        "session's name to confirm.",
+        force_confirm_label="Force cleanup", force_dismiss_label="Don't force"),
     Action.DELETE: ActionInfo("Delete", "Delete a finished session's record", in_menu=False),
     Action.MODIFY_SCHEDULE: ActionInfo("Modify Schedule", "Change the schedule",
                                        in_menu=False),
