@@ -209,3 +209,12 @@ def cancel_host_step(session) -> str:
     steps = {event.details.get("host_step") for event in events
              if isinstance(event.details, dict)}
     return " ".join(sorted(step for step in steps if step))
+
+
+def delete_call(session, request) -> str:
+    """Deleting a finished session's record is REST-only (spec): the call, ready to paste,
+    for a session whose state allows it; "" otherwise."""
+    if session.is_member or states.Action.DELETE not in session.allowed_actions:
+        return ""
+    url = request.build_absolute_uri(reverse("api:import-session-detail", args=[session.pk]))
+    return f'curl -X DELETE -H "Authorization: Token $FERRY_TOKEN" {url}'

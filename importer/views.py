@@ -113,7 +113,8 @@ def _render_detail(request, pk):
                "source_access": source_access.describe(session),
                "manual_step": source_access.manual_step(session),
                "frontends": ui.host_access_panels(session, request.user),
-               "host_step": ui.cancel_host_step(session)}
+               "host_step": ui.cancel_host_step(session),
+               "delete_call": ui.delete_call(session, request)}
     template = "importer/session_detail.html"
     if request.htmx and not request.htmx.boosted:
         template += "#detail-panel"
