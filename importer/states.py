@@ -268,6 +268,11 @@ S = State
 NEEDS_ATTENTION = frozenset({S.FAILED, S.CANCEL_REQUIRED, S.CANCEL_FAILED, S.CLEANUP_REQUIRED,
                              S.CLEANUP_FAILED, S.IMPORT_CUTOVER_INCOMPLETE})
 ACTIVE = frozenset(state for state, state_info in STATES.items() if state_info.is_active)
+# Waiting on an operator's next step, with nothing wrong (Paused, Ready To Enable
+# Destination Volume, Ready To Start Copy): the top bar's "waiting" count. Ready For
+# Cutover has a count of its own, and what went wrong needs attention instead.
+WAITING = frozenset(state for state, state_info in STATES.items()
+                    if state_info.phase is Phase.WAITING) - NEEDS_ATTENTION - {S.READY_FOR_CUTOVER}
 # A session holds an import slot from admission until it ends (Failed frees it: no copy ran).
 RELEASES_SLOT = frozenset(
     {state for state, state_info in STATES.items() if state_info.is_terminal} | {S.FAILED})

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.session_list, name="session-list"),
     path("imports/new/", views.import_create, name="import-create"),
     path("imports/counts/", views.import_counts, name="import-counts"),
+    path("imports/changes/", views.session_changes, name="session-changes"),
     path("imports/bulk/<str:action>/", views.bulk_action, name="bulk-action"),
     path("imports/<int:pk>/", views.session_detail, name="session-detail"),
     path("imports/<int:pk>/row/", views.session_row, name="session-row"),

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection, transaction
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Max, Prefetch, Q, Sum
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -66,7 +66,7 @@ def session_list(request):
                "all_states": states.STATES.values(), "filters": _filters(request),
                "nodes": list(StorageNode.objects.values_list("pk", "name")),
                "chosen_node": chosen.get("storage_node"),
-               "bulk_menu": ui.bulk_menu()}
+               "bulk_menu": ui.bulk_menu(), "session_set_token": _session_set_token()}
     template = "importer/session_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#session-table"
@@ -167,6 +167,25 @@ def session_action(request, pk, action):
 
 
 BULK_LIMIT = 200
+
+
+def _session_set_token() -> str:
+    """What changes when an import is created or deleted anywhere (API, another operator):
+    one aggregate query, cheap enough to poll."""
+    found = ImportSession.objects.filter(parent_session__isnull=True).aggregate(
+        count=Count("pk"), top=Max("pk"), ids=Sum("pk"))
+    return f"{found['count']}-{found['top'] or 0}-{found['ids'] or 0}"
+
+
+@login_required
+@require_GET
+def session_changes(request):
+    """The open list's watcher: asks the page to refresh its table when the set of
+    imports is not the one it shows (rows poll for their own changes)."""
+    response = HttpResponse(status=204)
+    if request.GET.get("token") != _session_set_token():
+        trigger_client_event(response, "ferry:refresh-table")
+    return _htmx_response(request, response)
 
 
 @login_required

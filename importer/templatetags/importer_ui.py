@@ -87,3 +87,34 @@ def eta_clock(session):
     if not session.is_copying or not timestamp or timestamp <= timezone.now():
         return ""
     return date_format(timezone.localtime(timestamp), "H:i:s")
+
+
+def ago(timestamp, now=None) -> str:
+    """How long ago, the way people say it: "just now", "45 s ago", "3 min ago"."""
+    from django.utils import timezone
+
+    seconds = int(((now or timezone.now()) - timestamp).total_seconds())
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+    days = seconds // 86400
+    return f"{days} day{'s' if days > 1 else ''} ago"
+
+
+@register.simple_tag
+def time_ago(timestamp):
+    """A relative time with the absolute one on hover (title) and for machines (datetime)."""
+    from django.utils import timezone
+    from django.utils.dateformat import format as date_format
+    from django.utils.html import format_html
+
+    if not timestamp:
+        return "—"
+    local = timezone.localtime(timestamp)
+    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(),
+                       date_format(local, "Y-m-d H:i:s T"), ago(timestamp))
