@@ -16,9 +16,16 @@ from importer.models import (
     SourceVolume,
     StorageNode,
 )
+from importer.services.imports import check_import_options
 from importer.ui import human_bytes
 
 MB = 1000 * 1000
+
+
+def check_schedule(when) -> list[str]:
+    """The service's schedule check (a past time is refused), for the wizard's step."""
+    return check_import_options("-", when, None).get("scheduled_timestamp", [])
+
 
 class BootstrapMixin:
     """Bootstrap classes on every widget, so templates render fields plainly."""
@@ -88,8 +95,13 @@ class ImportWizardForm(BootstrapMixin, forms.Form):
             when = data.get("scheduled_at")
             if when is None:
                 self.add_error("scheduled_at", "Choose when the import starts.")
-            elif timezone.is_naive(when):
-                data["scheduled_at"] = timezone.make_aware(when, timezone.get_current_timezone())
+            else:
+                if timezone.is_naive(when):
+                    when = timezone.make_aware(when, timezone.get_current_timezone())
+                data["scheduled_at"] = when
+                # The service's own check, at the step that asks: not only at Create.
+                for problem in check_schedule(when):
+                    self.add_error("scheduled_at", problem)
         return data
 
     @property
@@ -206,6 +218,22 @@ class RemoteSystemForm(BootstrapMixin, forms.Form):
         return {key: data[key] for key in kept if data.get(key)}
 
 
+class ScheduleForm(forms.Form):
+    """A Scheduled import's new start time (UTC, as in the wizard)."""
+
+    scheduled_at = forms.DateTimeField(label="Start at (UTC)",
+                                       input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+
+    def clean_scheduled_at(self):
+        when = self.cleaned_data["scheduled_at"]
+        if timezone.is_naive(when):
+            when = timezone.make_aware(when, timezone.get_current_timezone())
+        problems = check_schedule(when)
+        if problems:
+            raise forms.ValidationError(problems)
+        return when
+
+
 class HostForm(BootstrapMixin, forms.ModelForm):
     initiators_text = forms.CharField(required=False, label="Initiators",
                                       widget=forms.Textarea(attrs={"rows": 3}),
@@ -215,6 +243,7 @@ class HostForm(BootstrapMixin, forms.ModelForm):
     class Meta:
         model = Host
         fields = ["name", "os_type", "description"]
+        labels = {"os_type": "OS type"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

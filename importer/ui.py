@@ -218,3 +218,19 @@ def delete_call(session, request) -> str:
         return ""
     url = request.build_absolute_uri(reverse("api:import-session-detail", args=[session.pk]))
     return f'curl -X DELETE -H "Authorization: Token $FERRY_TOKEN" {url}'
+
+
+# Deleting an inventory record: the same dialog as the Import Actions, with buttons named
+# by what they do. {name} is the record's name.
+INVENTORY_DELETES = {
+    "remote_system": {
+        "title": "Delete remote system?",
+        "note": "Ferry forgets {name} and what was discovered on it. Nothing on the system "
+                "itself changes; you can add it again and rediscover it.",
+        "confirm_label": "Delete remote system", "dismiss_label": "Keep it"},
+    "host": {
+        "title": "Delete host?",
+        "note": "Ferry forgets {name} and its initiators. A host mapped to a volume or used "
+                "by an unfinished import cannot be deleted.",
+        "confirm_label": "Delete host", "dismiss_label": "Keep it"},
+}

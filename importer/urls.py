@@ -14,6 +14,7 @@ urlpatterns = [
     path("imports/bulk/<str:action>/", views.bulk_action, name="bulk-action"),
     path("imports/<int:pk>/", views.session_detail, name="session-detail"),
     path("imports/<int:pk>/row/", views.session_row, name="session-row"),
+    path("imports/<int:pk>/schedule/", views.session_schedule, name="session-schedule"),
     path("imports/<int:pk>/actions/<str:action>/", views.session_action,
          name="session-action"),
     path("remote-systems/", views.system_list, name="system-list"),
@@ -25,6 +26,7 @@ urlpatterns = [
     path("hosts/", views.host_list, name="host-list"),
     path("hosts/new/", views.host_edit, name="host-create"),
     path("hosts/<int:pk>/edit/", views.host_edit, name="host-edit"),
+    path("hosts/<int:pk>/delete/", views.host_delete, name="host-delete"),
     path("events/", views.event_list, name="event-list"),
     path("events.csv", views.event_export, name="event-export"),
 ]

@@ -66,7 +66,8 @@ def session_list(request):
                "all_states": states.STATES.values(), "filters": _filters(request),
                "nodes": list(StorageNode.objects.values_list("pk", "name")),
                "chosen_node": chosen.get("storage_node"),
-               "bulk_menu": ui.bulk_menu(), "session_set_token": _session_set_token()}
+               "bulk_menu": ui.bulk_menu(), "session_set_token": _session_set_token(),
+               "has_systems": RemoteSystem.objects.exists}  # asked only by an empty list
     template = "importer/session_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#session-table"
@@ -114,7 +115,9 @@ def _render_detail(request, pk):
                "manual_step": source_access.manual_step(session),
                "frontends": ui.host_access_panels(session, request.user),
                "host_step": ui.cancel_host_step(session),
-               "delete_call": ui.delete_call(session, request)}
+               "delete_call": ui.delete_call(session, request),
+               "may_reschedule": states.Action.MODIFY_SCHEDULE in session.allowed_actions
+               and request.user.has_perm(roles.OPERATE)}
     template = "importer/session_detail.html"
     if request.htmx and not request.htmx.boosted:
         template += "#detail-panel"
@@ -164,6 +167,27 @@ def session_action(request, pk, action):
         response = _render_row(request, pk)  # members come back on the next poll
     return trigger_client_event(response, "ferry:toast",
                                 {"level": toast[0], "message": toast[1]})
+
+
+@login_required
+@require_POST
+def session_schedule(request, pk):
+    """Change a Scheduled import's start time (services.modify_schedule, audited)."""
+    session = get_object_or_404(ImportSession, pk=pk)
+    form = forms.ScheduleForm(request.POST)
+    if not form.is_valid():
+        problems = " ".join(p for errors in form.errors.values() for p in errors)
+        messages.error(request, f"The schedule was not changed: {problems}")
+    else:
+        try:
+            services.modify_schedule(pk, form.cleaned_data["scheduled_at"],
+                                     actor=services.Actor.of(request))
+        except FerryError as error:
+            messages.error(request, f"The schedule was not changed: {error.message}")
+        else:
+            when = form.cleaned_data["scheduled_at"].strftime("%Y-%m-%d %H:%M")
+            messages.success(request, f"{session.name} now starts at {when} UTC.")
+    return redirect("importer:session-detail", pk=pk)
 
 
 BULK_LIMIT = 200
@@ -477,6 +501,18 @@ def host_edit(request, pk=None):
             messages.success(request, f"Saved host {saved.name}.")
             return redirect("importer:host-list")
     return render(request, "importer/host_form.html", {"form": form, "host": host})
+
+
+@login_required
+@require_POST
+def host_delete(request, pk):
+    try:
+        host = get_object_or_404(Host, pk=pk)
+        services.delete_host(pk, actor=services.Actor.of(request))
+        messages.success(request, f"Host {host.name} deleted.")
+    except FerryError as error:
+        messages.error(request, error.message)
+    return redirect("importer:host-list")
 
 
 # --- Storage nodes ---------------------------------------------------------------------------

@@ -58,3 +58,24 @@ def test_a_forced_cancel_runs_only_once_the_name_is_typed(page, live_server, adm
     dialog.locator("#confirm-name").fill("stuck")
     expect(dialog.locator("#confirm-submit")).to_be_enabled()
     expect(dialog.locator("#confirm-submit")).to_have_text("Force cancel import")
+
+
+def test_deleting_a_remote_system_asks_first(page, live_server, admin_user):
+    from importer.models import RemoteSystem
+    from tests.conftest import RemoteSystemFactory
+
+    system = RemoteSystemFactory(name="old-array")
+    log_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/remote-systems/")
+    page.locator("#systems-table [data-confirm-form]").click()
+    dialog = page.locator("#confirm-modal")
+    expect(dialog.locator("#confirm-title")).to_have_text("Delete remote system?")
+    expect(dialog.locator("#confirm-dismiss")).to_have_text("Keep it")
+    expect(dialog.locator("#confirm-dismiss")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    assert RemoteSystem.objects.filter(pk=system.pk).exists()
+    page.locator("#systems-table [data-confirm-form]").click()
+    dialog.locator("#confirm-submit").click()
+    expect(page.locator("#toasts .toast").last).to_contain_text("Remote system deleted.")
+    assert not RemoteSystem.objects.filter(pk=system.pk).exists()

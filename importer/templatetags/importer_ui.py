@@ -118,3 +118,11 @@ def time_ago(timestamp):
     local = timezone.localtime(timestamp)
     return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(),
                        date_format(local, "Y-m-d H:i:s T"), ago(timestamp))
+
+
+@register.inclusion_tag("importer/components/confirmed_delete.html")
+def confirmed_delete(kind, record, url, disabled_reason=""):
+    """A Delete button that opens the confirmation dialog before its form is posted."""
+    texts = ui.INVENTORY_DELETES[kind]
+    return {"url": url, "name": record.name, "disabled_reason": disabled_reason,
+            **texts, "note": texts["note"].format(name=record.name)}

@@ -38,6 +38,7 @@
     if (!button.dataset.confirm) { post(button); return; }
     pending = button;
     bulkPending = null;
+    formPending = null;
     nameDialog(button, "");
     document.getElementById("confirm-session").textContent = button.dataset.sessionName;
     document.getElementById("confirm-note").textContent = button.dataset.note;
@@ -70,6 +71,24 @@
   }
   var confirmName = document.getElementById("confirm-name");
   if (confirmName) { confirmName.addEventListener("input", syncSubmit); }
+  // Deleting a remote system or a host: the same dialog, then the button's own form posts.
+  var formPending = null;
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-confirm-form]");
+    if (!button) { return; }
+    pending = null;
+    bulkPending = null;
+    formPending = button.form;
+    nameDialog(button, "");
+    document.getElementById("confirm-title").textContent = button.dataset.title;
+    document.getElementById("confirm-session").textContent = button.dataset.sessionName;
+    document.getElementById("confirm-note").textContent = button.dataset.note;
+    document.getElementById("confirm-name-group").classList.add("d-none");
+    document.getElementById("confirm-name").required = false;
+    showManualStep("");
+    syncSubmit();
+    modal.show();
+  });
   // A source Ferry cannot protect (an NBD server): the operator confirms the manual unmap.
   function showManualStep(step) {
     var box = document.getElementById("confirm-manual");
@@ -86,6 +105,7 @@
     });
     document.getElementById("confirm-form").addEventListener("submit", function (event) {
       event.preventDefault();
+      if (formPending) { formPending.submit(); formPending = null; modal.hide(); return; }
       if (bulkPending) { runBulk(bulkPending); bulkPending = null; modal.hide(); return; }
       if (!pending) { return; }
       var extra = {};
@@ -135,6 +155,7 @@
     if (!button.dataset.note) { runBulk(button); return; }
     bulkPending = button;
     pending = null;
+    formPending = null;
     nameDialog(button, " (bulk)");
     document.getElementById("confirm-session").textContent = selected.size + " imports selected";
     document.getElementById("confirm-note").textContent = button.dataset.note;
