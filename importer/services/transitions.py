@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 _ERROR_STATES = frozenset(states.NEEDS_ATTENTION)
 
+# Any move clears the live figures: out of copying there is no current rate and no ETA,
+# and a copy that starts or resumes measures them afresh ("estimating…" until its first
+# checkpoint), never showing an ETA from before the pause.
+_FIGURES_CLEARED = {"current_transfer_rate": 0, "estimated_completion_timestamp": None}
+
 
 def lock(session_id) -> ImportSession:
     """Lock a session's row, its group's row first: the one lock order everywhere."""
@@ -67,12 +72,6 @@ def move(session: ImportSession, trigger: str, *, actor: Actor, changes=None,
         dispatch.send_job_on_commit(session.pk, job)
     _after_entering(session, target)
     return session
-
-
-# Any move clears the live figures: out of copying there is no current rate and no ETA,
-# and a copy that starts or resumes measures them afresh ("estimating…" until its first
-# checkpoint), never showing an ETA from before the pause.
-_FIGURES_CLEARED = {"current_transfer_rate": 0, "estimated_completion_timestamp": None}
 
 
 def update_group_figures(group_id: int) -> None:
