@@ -219,6 +219,17 @@ class MemberSessionSerializer(serializers.ModelSerializer):
                   "source_unmap_confirmed_at", "source_unmap_confirmed_by", "manual_step",
                   "created", "last_update_timestamp"]
         read_only_fields = fields
+        extra_kwargs = {  # what the figures mean (README, "The data mover")
+            "current_transfer_rate": {"help_text": (
+                "Data actually moved per second (holes and zero chunks skipped do not "
+                "count), smoothed; 0 unless copying. A group: its copying members' sum.")},
+            "average_transfer_rate": {"help_text": (
+                "Data moved over the time spent copying, bytes/s. A group: its members' "
+                "sum.")},
+            "estimated_completion_timestamp": {"help_text": (
+                "When the copy should end; null unless copying, and until the first "
+                "measurement after a start or resume. A group: its last member's.")},
+        }
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text=(
         "Where Ferry cannot change the source's host access (an NBD server): the step the "
