@@ -6,8 +6,9 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
+from importer import services
 from importer.models import ImportSession
-from tests.conftest import log_in, make_session
+from tests.conftest import MiB, discovered_system, log_in, make_session, write_random
 
 WATCH = reverse("importer:session-changes")
 
@@ -41,11 +42,16 @@ def test_the_watcher_asks_for_a_refresh_when_imports_come_or_go(client, operator
 
 
 @pytest.mark.integration
-def test_an_import_created_elsewhere_appears_in_an_open_list(page, live_server, operator):
+def test_an_import_created_elsewhere_appears_in_an_open_list(page, live_server, operator,
+                                                             operator_actor, source_root):
+    write_random(source_root / "array" / "db.img", MiB)
+    system = discovered_system(source_root / "array")
     make_session("volume", "Copy_In_Progress", name="already-here")
     log_in(page, live_server, operator)
-    created = make_session("volume", "Queued", name="made-through-the-api")
-    expect(page.locator(f"#session-{created.pk}")).to_contain_text("made-through-the-api",
+    # Another operator, or a script through the API: the same service.
+    created = services.create_import(name="made-elsewhere", actor=operator_actor,
+                                     source_resource_id=system.source_volumes.get().pk)
+    expect(page.locator(f"#session-{created.pk}")).to_contain_text("made-elsewhere",
                                                                     timeout=12000)
     ImportSession.objects.filter(pk=created.pk).delete()
     expect(page.locator(f"#session-{created.pk}")).to_have_count(0, timeout=12000)
