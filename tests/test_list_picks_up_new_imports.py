@@ -51,7 +51,7 @@ def test_an_import_created_elsewhere_appears_in_an_open_list(page, live_server, 
     # Another operator, or a script through the API: the same service.
     created = services.create_import(name="made-elsewhere", actor=operator_actor,
                                      source_resource_id=system.source_volumes.get().pk)
-    expect(page.locator(f"#session-{created.pk}")).to_contain_text("made-elsewhere",
-                                                                    timeout=12000)
+    row = page.locator(f"#session-{created.pk}")
+    expect(row).to_contain_text("made-elsewhere", timeout=12000)  # within a 5 s watch
     ImportSession.objects.filter(pk=created.pk).delete()
-    expect(page.locator(f"#session-{created.pk}")).to_have_count(0, timeout=12000)
+    expect(row).to_have_count(0, timeout=12000)
