@@ -61,3 +61,5 @@ def test_the_group_details_show_the_rate_and_eta(copying_group, client, operator
     page = client.get(reverse("importer:session-detail", args=[group.pk])).content.decode()
     assert "8.4 MB/s now · 8.4 MB/s average" in page
     assert "estimating…" not in page
+    members = page.split("Members", 1)[1]
+    assert "3.1 MB/s" in members and "5.2 MB/s" in members  # each member's own
