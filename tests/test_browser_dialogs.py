@@ -20,7 +20,17 @@ def _open(page, session, action, forced=False):
     return dialog
 
 
-def test_enter_in_the_cancel_dialog_keeps_the_import_running(page, live_server, operator):
+VIEWS = {"desktop-light": ({"width": 1280, "height": 800}, "light"),
+         "desktop-dark": ({"width": 1280, "height": 800}, "dark"),
+         "phone-light": ({"width": 390, "height": 844}, "light"),
+         "phone-dark": ({"width": 390, "height": 844}, "dark")}
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_enter_in_the_cancel_dialog_keeps_the_import_running(browser, live_server, operator,
+                                                             view):
+    viewport, scheme = VIEWS[view]
+    page = browser.new_context(viewport=viewport, color_scheme=scheme).new_page()
     session = make_session("volume", "Copy_In_Progress", name="keep-me")
     log_in(page, live_server, operator)
     dialog = _open(page, session, "cancel")
@@ -32,6 +42,7 @@ def test_enter_in_the_cancel_dialog_keeps_the_import_running(page, live_server, 
     expect(dialog).to_be_hidden()
     page.wait_for_timeout(500)  # a cancel, had it been sent, would have landed by now
     assert ImportSession.objects.get(pk=session.pk).state == "Copy_In_Progress"
+    page.context.close()
 
 
 def test_every_confirmed_action_names_both_buttons(page, live_server, operator):
