@@ -164,3 +164,13 @@ def test_a_volume_group_name_taken_meanwhile_is_shown_at_the_options_step(
     assert _shown_step(body) == "options"
     assert "Import session other creates a volume group named web-prod" in body
     assert not ImportSession.objects.filter(name="wave-1").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_details_page_shows_the_description_line_by_line(client, operator, array, hosts,
+                                                            enqueued):
+    client.force_login(operator)
+    _post(client, "review", _answers(array, *hosts, description="Web tier\nfirst wave"))
+    session = ImportSession.objects.get(name="wave-1")
+    body = client.get(reverse("importer:session-detail", args=[session.pk])).content.decode()
+    assert "Web tier<br>first wave" in body
