@@ -174,3 +174,23 @@ def test_the_details_page_shows_the_description_line_by_line(client, operator, a
     session = ImportSession.objects.get(name="wave-1")
     body = client.get(reverse("importer:session-detail", args=[session.pk])).content.decode()
     assert "Web tier<br>first wave" in body
+
+
+@pytest.mark.django_db
+def test_the_services_refusal_at_create_is_shown_next_to_the_groups_field(
+        client, operator, array, hosts, monkeypatch):
+    """What only the service sees at Create (here: the form's check skipped, as if a
+    concurrent create took the name between Review and Create) is not a 500."""
+    from importer import forms
+
+    client.force_login(operator)
+    VolumeGroup.objects.create(name="web-prod")
+    monkeypatch.setattr(forms, "volume_group_name_problem", lambda name: None)
+    body = _post(client, "review", _answers(array, *hosts)).content.decode()
+    assert _shown_step(body) == "options"
+    assert "A volume group named web-prod already exists." in body
+    groups, _ = _ids(array)
+    field = body.split(f'name="volume_group_name_{groups["cg-web"]}"', 1)[1]
+    own = field.split('<div class="mb-3">', 1)[0]  # up to the next field
+    assert 'role="alert">A volume group named web-prod already exists.' in own
+    assert not ImportSession.objects.exists()
