@@ -183,8 +183,8 @@ def step_of(field_name: str) -> str:
     for step, names in STEP_FIELDS.items():
         if field_name in names:
             return step
-    return next(step for prefix, step in GROUP_FIELD_STEPS.items()
-                if field_name.startswith(prefix))
+    return next((step for prefix, step in GROUP_FIELD_STEPS.items()
+                 if field_name.startswith(prefix)), "review")
 
 
 def is_wizard_field(name: str) -> bool:
