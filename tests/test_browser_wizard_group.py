@@ -81,3 +81,32 @@ def test_an_operator_maps_each_member_volume_to_its_own_hosts(page, live_server,
     expect(details).to_contain_text(f"esx-01 → {a}")
     expect(details).to_contain_text(f"web-01 → {b}")
     expect(details).not_to_contain_text(f"esx-01 → {b}")
+
+
+@pytest.mark.parametrize(("scheme", "viewport"), [
+    ("light", {"width": 1280, "height": 800}), ("dark", {"width": 390, "height": 844})])
+def test_every_member_host_box_is_labelled_and_reachable_in_both_themes_and_sizes(
+        browser, live_server, operator, source_root, scheme, viewport):
+    for volume in ("a.img", "b.img"):
+        write_random(source_root / "array" / "cg-web" / volume, MiB)
+    discovered_system(source_root / "array", name="demo-array")
+    for host in ("esx-01", "web-01", "db-01"):
+        HostFactory(name=host)
+    context = browser.new_context(viewport=viewport, color_scheme=scheme)
+    page = context.new_page()
+    log_in(page, live_server, operator)
+    page.goto(f"{live_server.url}/imports/new/")
+    page.check("label:has-text('demo-array')")
+    _next(page)
+    page.check("label:has-text('cg-web')")
+    _next(page)
+    page.get_by_label("Hosts per member volume").check()
+    for member in ("a.img", "b.img"):
+        for host in ("esx-01", "web-01", "db-01"):
+            box = page.get_by_label(f"{host} for {member}")
+            box.scroll_into_view_if_needed()  # a wide table scrolls inside its own box
+            expect(box).to_be_in_viewport()
+    page.get_by_label("db-01 for b.img").check()
+    _next(page)
+    expect(page.get_by_label("Volume group for cg-web")).to_be_visible()
+    context.close()
