@@ -39,7 +39,8 @@ _PROGRESS_FIELDS = ("state", "progress_percentage", "copied_bytes", "total_bytes
 # import, and the services own the rest (modify_schedule, force cancel), so it is read-only.
 _SETUP_FIELDS = ("name", "type", "parent_session", "remote_system", "source_volume",
                  "source_group", "destination_resource_type", "destination_volume",
-                 "destination_volume_group", "storage_node", "hosts", "automatic_cutover",
+                 "destination_volume_group", "volume_group_name", "storage_node", "hosts",
+                 "automatic_cutover",
                  "scheduled_timestamp", "throttle_bytes_per_second", "force_cancel")
 
 
@@ -131,7 +132,8 @@ class ImportSessionAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "description", "type", "parent_session")}),
         ("Source and destination", {"fields": (
             "remote_system", "source_volume", "source_group", "destination_resource_type",
-            "destination_volume", "destination_volume_group", "storage_node", "hosts")}),
+            "destination_volume", "destination_volume_group", "volume_group_name",
+            "storage_node", "hosts")}),
         ("Options", {"fields": ("automatic_cutover", "scheduled_timestamp",
                                 "throttle_bytes_per_second", "force_cancel")}),
         ("Progress", {"fields": _PROGRESS_FIELDS}),

@@ -317,8 +317,12 @@ class ImportSession(models.Model):
                                                  related_name="import_sessions")
     destination_resource_type = models.CharField(max_length=16,
                                                  choices=DestinationType.choices)
+    # A group session's destination volume group, chosen at create and made at setup.
+    volume_group_name = models.CharField(max_length=255, blank=True)
     parent_session = models.ForeignKey("self", on_delete=models.CASCADE, null=True,
                                        blank=True, related_name="members")
+    # The hosts a volume's (or a member's) destination is mapped to at setup; a group's are
+    # all its members' hosts.
     hosts = models.ManyToManyField(Host, blank=True, related_name="import_sessions")
     # Where the destination lives and the jobs run; a group's members share their group's.
     # None: created before storage nodes, its jobs go to the shared queue.

@@ -298,10 +298,14 @@ def healthz(request):
 
 _FIELD_STEPS = {"name": "options", "source_resource_id": "resources", "host_ids": "hosts",
                 "scheduled_timestamp": "options", "throttle_bytes_per_second": "options",
-                "storage_node": "options"}
+                "storage_node": "options", "description": "options",
+                "volume_group_name": "options", "consistency_group_member_host_ids": "hosts"}
 _FORM_FIELDS = {"source_resource_id": "resources", "host_ids": "hosts",
                 "scheduled_timestamp": "scheduled_at",
                 "throttle_bytes_per_second": "throttle_mbps"}
+# The service's errors about one group, shown next to that group's own fields.
+_GROUP_FORM_FIELDS = {"volume_group_name": "volume_group_name_{group}",
+                      "consistency_group_member_host_ids": "hosts_mode_{group}"}
 
 
 @login_required
@@ -317,10 +321,22 @@ def import_create(request):
         return _wizard(request, _step_form(request, forms.WIZARD_STEPS[position - 1]))
     form = forms.ImportWizardForm(request.POST, step=step)
     if not form.is_valid():
-        return _wizard(request, form)
+        return _wizard(request, _at_first_error(request, form))
     if step != "review":
         return _wizard(request, _step_form(request, forms.WIZARD_STEPS[position + 1]))
     return _create_imports(request, form)
+
+
+def _at_first_error(request, form):
+    """The form again at the earliest step with an error (a host deleted since the hosts
+    step is told there, not at Review)."""
+    steps = [forms.step_of(name) for name in form.errors if name != "__all__"]
+    first = min(steps, key=forms.WIZARD_STEPS.index, default=form.step)
+    if first == form.step:
+        return form
+    earlier = forms.ImportWizardForm(request.POST, step=first)
+    earlier.is_valid()
+    return earlier
 
 
 def _step_form(request, step):
@@ -333,27 +349,29 @@ def _create_imports(request, form):
     data = form.cleaned_data
     rows = {row["id"]: row["name"] for row in forms.resource_rows(data["remote_system"].pk)}
     resources = data["resources"]
+    groups = {str(group.pk): group for group in form.groups}
     actor = services.Actor.of(request)
+    created, rid = [], None
     try:
         with transaction.atomic():  # several resources: all are created, or none
-            created = [services.create_import(
-                name=data["name"] if len(resources) == 1 else f"{data['name']} {rows[rid]}",
-                source_resource_id=rid, remote_system_id=data["remote_system"].pk,
-                host_ids=[host.pk for host in data["hosts"]],
-                automatic_cutover=data["automatic_cutover"],
-                scheduled_timestamp=form.scheduled_timestamp,
-                throttle_bytes_per_second=form.throttle_bytes_per_second,
-                storage_node_id=data["storage_node"].pk if data["storage_node"] else None,
-                actor=actor)
-                for rid in resources]
+            for rid in resources:
+                group = groups.get(rid)
+                created.append(services.create_import(
+                    name=data["name"] if len(resources) == 1 else f"{data['name']} {rows[rid]}",
+                    description=data["description"],
+                    source_resource_id=rid, remote_system_id=data["remote_system"].pk,
+                    host_ids=[host.pk for host in data["hosts"]],
+                    consistency_group_member_host_ids=(
+                        form.member_host_ids(group) if group else []),
+                    volume_group_name=data[f"volume_group_name_{rid}"] if group else None,
+                    automatic_cutover=data["automatic_cutover"],
+                    scheduled_timestamp=form.scheduled_timestamp,
+                    throttle_bytes_per_second=form.throttle_bytes_per_second,
+                    storage_node_id=data["storage_node"].pk if data["storage_node"] else None,
+                    actor=actor))
     except ValidationError as error:
-        first = next(iter(error.field_errors))
-        retry = forms.ImportWizardForm(request.POST, step=_FIELD_STEPS.get(first, "review"))
-        retry.is_valid()
-        for field, messages_ in error.field_errors.items():
-            retry.add_error(_FORM_FIELDS.get(field, field) if field in _FIELD_STEPS or
-                            field in retry.fields else None, messages_)
-        return _wizard(request, retry)
+        return _wizard(request, _with_service_errors(request, error, rid if rid in groups
+                                                     else None))
     messages.success(request, f"Created {len(created)} import{'s' if len(created) > 1 else ''}: "
                               f"{', '.join(s.name for s in created)}.")
     target = reverse("importer:session-list")
@@ -362,10 +380,25 @@ def _create_imports(request, form):
     return redirect(target)
 
 
+def _with_service_errors(request, error, group_id):
+    """The wizard at the step of the service's first error, each next to its field."""
+    first = next(iter(error.field_errors))
+    retry = forms.ImportWizardForm(request.POST, step=_FIELD_STEPS.get(first, "review"))
+    retry.is_valid()
+    for field, messages_ in error.field_errors.items():
+        if group_id and field in _GROUP_FORM_FIELDS:
+            target = _GROUP_FORM_FIELDS[field].format(group=group_id)
+        elif field in _FIELD_STEPS or field in retry.fields:
+            target = _FORM_FIELDS.get(field, field)
+        else:
+            target = None
+        retry.add_error(target if target in retry.fields else None, messages_)
+    return retry
+
+
 def _wizard(request, form):
-    step_fields = forms.STEP_FIELDS[form.step]
-    carried = [(name, value) for name in forms.ImportWizardForm.base_fields
-               if name not in step_fields for value in request.POST.getlist(name)]
+    carried = [(name, value) for name in form.fields if forms.step_of(name) != form.step
+               for value in request.POST.getlist(name)]
     context = {"form": form, "step": form.step, "steps": forms.WIZARD_STEPS,
                "step_number": forms.WIZARD_STEPS.index(form.step) + 1, "carried": carried,
                "rows": forms.resource_rows(form.system_id), "review": _review(request, form),
@@ -389,9 +422,27 @@ def _review(request, form) -> dict:
     return {"storage_node": node.name if node else "automatic: the node with the most room",
             "system": system, "resources": [names.get(r, r) for r in data.getlist("resources")],
             "hosts": [host.name for host in hosts], "name": data.get("name", ""),
+            "description": data.get("description", ""), "groups": _review_groups(data, form),
             "start": f"{data.get('scheduled_at')} UTC" if later else "now",
             "automatic_cutover": bool(data.get("automatic_cutover")),
             "throttle": f"{data['throttle_mbps']} MB/s" if data.get("throttle_mbps") else "none"}
+
+
+def _review_groups(data, form) -> list[dict]:
+    """Each chosen group: its volume group's name and each member volume's hosts."""
+    names = dict(Host.objects.values_list("pk", "name"))
+
+    def host_names(field):
+        return [names[int(h)] for h in data.getlist(field) if h.isdigit() and int(h) in names]
+
+    review = []
+    for group in form.groups:
+        each = data.get(f"hosts_mode_{group.pk}") == "each"
+        members = [(volume.name, host_names(f"member_hosts_{volume.pk}" if each else "hosts"))
+                   for volume in group.volumes.all()]
+        review.append({"name": group.name, "members": members, "per_member": each,
+                       "volume_group": data.get(f"volume_group_name_{group.pk}", "")})
+    return review
 
 
 def _forbidden(request, message):

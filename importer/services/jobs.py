@@ -112,8 +112,7 @@ def _create_destination(session: ImportSession, size: int) -> Volume:
         name=name, defaults={"size": size, "location": str(location), "is_read_only": True,
                              "volume_group": _destination_group(session),
                              "storage_node_id": session.storage_node_id})
-    hosts = (session.parent_session or session).hosts.all()
-    for host in hosts:
+    for host in session.hosts.all():  # a member has its own (services.imports)
         lun = HostVolumeMapping.objects.filter(host=host).count()
         HostVolumeMapping.objects.get_or_create(host=host, volume=volume,
                                                 defaults={"logical_unit_number": lun})
@@ -124,7 +123,8 @@ def _destination_group(session: ImportSession) -> VolumeGroup | None:
     group_session = session.parent_session
     if group_session is None:
         return None
-    name = f"import-{group_session.pk}-{group_session.source_group.name}"[:NAME_MAX]
+    name = (group_session.volume_group_name  # chosen at create; sessions from before, too
+            or f"import-{group_session.pk}-{group_session.source_group.name}"[:NAME_MAX])
     volume_group, _ = VolumeGroup.objects.get_or_create(name=name)
     ImportSession.objects.filter(pk=group_session.pk).update(
         destination_volume_group=volume_group)
