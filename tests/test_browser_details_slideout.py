@@ -5,7 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from importer.models import ImportEvent, ImportSession
-from tests.conftest import SCREENSHOTS
+from tests.conftest import SCREENSHOTS, log_in
 from tests.dashboard_rows import box, make_list_rows, open_list
 
 
@@ -23,6 +23,7 @@ def test_a_row_opens_its_details_beside_the_list_and_they_follow_the_copy(
     slideout = page.locator("#details-slideout")
     summary = slideout.locator("#session-summary")
     expect(slideout).to_be_visible()
+    expect(page.locator("#details-slideout-close")).to_be_focused()  # shown, focus inside
     expect(slideout.locator("#details-slideout-title")).to_have_text(copying.name)
     expect(summary.locator(".ferry-badge")).to_have_text("Copy In Progress")
     expect(summary.locator("[data-summary=progress]")).to_contain_text("42%")
@@ -35,8 +36,11 @@ def test_a_row_opens_its_details_beside_the_list_and_they_follow_the_copy(
     if scheme == "light":
         page.screenshot(path=SCREENSHOTS / "imports-details-slideout.png")
 
+    full = page.locator(f"#summary-full-{copying.pk}")
+    full.focus()
     ImportSession.objects.filter(pk=copying.pk).update(progress_percentage=77)
     expect(summary.locator("[data-summary=progress]")).to_contain_text("77%", timeout=6000)
+    expect(full).to_be_focused()  # the poll swapped the summary; the focus stayed
 
     page.keyboard.press("Escape")
     expect(slideout).to_be_hidden()
@@ -48,8 +52,6 @@ def test_a_row_opens_its_details_beside_the_list_and_they_follow_the_copy(
 def test_the_details_button_opens_the_slide_out_from_the_keyboard_and_shows_the_error(
         page, live_server, operator):
     failed = make_list_rows()["failed"]
-    from tests.conftest import log_in
-
     log_in(page, live_server, operator)
     button = page.locator(f"#details-{failed.pk}")
     button.focus()

@@ -39,8 +39,10 @@ def test_the_imports_page_is_usable_on_a_phone(browser, live_server, operator, s
 
     # Rows are cards: the actions sit below the name, and every control is big enough to tap.
     row = f"#session-{rows['copying'].pk} tr[data-session='{rows['copying'].pk}']"
-    assert not overlaps(box(page, f"{row} .ferry-cell-name"), box(page, f"{row} .ferry-cell-actions"))
-    for control in ("label.ferry-hit", ".ferry-name", ".ferry-details", ".ferry-actions .dropdown-toggle"):
+    name, actions = box(page, f"{row} .ferry-cell-name"), box(page, f"{row} .ferry-cell-actions")
+    assert not overlaps(name, actions)
+    for control in ("label.ferry-hit", ".ferry-name", ".ferry-details",
+                    ".ferry-actions .dropdown-toggle"):
         found = box(page, f"{row} {control}")
         assert found["width"] >= TAP and found["height"] >= TAP, (control, found)
         assert found["x"] >= 0 and found["x"] + found["width"] <= 390, (control, found)

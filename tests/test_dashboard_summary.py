@@ -14,7 +14,8 @@ def test_the_summary_needs_a_login_and_a_real_session(client, operator):
     url = reverse("importer:session-summary", args=[session.pk])
     assert client.get(url).status_code == 302
     client.force_login(operator)
-    assert client.get(reverse("importer:session-summary", args=[session.pk + 99])).status_code == 404
+    missing = reverse("importer:session-summary", args=[session.pk + 99])
+    assert client.get(missing).status_code == 404
 
 
 @pytest.mark.django_db
