@@ -13,6 +13,7 @@ urlpatterns = [
     path("imports/changes/", views.session_changes, name="session-changes"),
     path("imports/bulk/<str:action>/", views.bulk_action, name="bulk-action"),
     path("imports/<int:pk>/", views.session_detail, name="session-detail"),
+    path("imports/<int:pk>/summary/", views.session_summary, name="session-summary"),
     path("imports/<int:pk>/row/", views.session_row, name="session-row"),
     path("imports/<int:pk>/schedule/", views.session_schedule, name="session-schedule"),
     path("imports/<int:pk>/actions/<str:action>/", views.session_action,

@@ -37,6 +37,11 @@ SORTS = {"name": "name", "-name": "-name", "state": "state", "-state": "-state",
          "created": "created", "-created": "-created",
          "updated": "last_update_timestamp", "-updated": "-last_update_timestamp",
          "progress": "progress_percentage", "-progress": "-progress_percentage"}
+# The Sort select of the Imports page (the columns no longer sort: they must fit 1280 px).
+SORT_CHOICES = [("-created", "Newest first"), ("created", "Oldest first"),
+                ("name", "Name A–Z"), ("-name", "Name Z–A"), ("state", "State"),
+                ("-progress", "Most progress"), ("progress", "Least progress"),
+                ("-updated", "Recently updated")]
 _RELATED = ("remote_system", "source_volume", "source_group", "destination_volume",
             "destination_volume_group", "storage_node")
 
@@ -54,6 +59,7 @@ def _htmx_response(request, response):
 @require_GET
 def session_list(request):
     sort = request.GET.get("sort", "-created")
+    sort = sort if sort in SORTS else "-created"
     # Members are rendered for expanded groups only (they ask for them): the page stays
     # 50 rows however large the groups are. The API's filters, so both agree.
     found = filters.ImportSessionFilter(
@@ -66,7 +72,8 @@ def session_list(request):
                "all_states": states.STATES.values(), "filters": _filters(request),
                "nodes": list(StorageNode.objects.values_list("pk", "name")),
                "chosen_node": chosen.get("storage_node"),
-               "bulk_menu": ui.bulk_menu(), "session_set_token": _session_set_token(),
+               "bulk_menu": ui.bulk_menu(), "sort_choices": SORT_CHOICES,
+               "session_set_token": _session_set_token(),
                "has_systems": RemoteSystem.objects.exists}  # asked only by an empty list
     template = "importer/session_list.html"
     if request.htmx and not request.htmx.boosted:
@@ -96,6 +103,17 @@ def _render_row(request, pk):
     return _htmx_response(request, render(
         request, "importer/session_list.html#session-row",
         {"session": session, "with_members": with_members and session.is_group}))
+
+
+@login_required
+@require_GET
+def session_summary(request, pk):
+    """The details slide-out of the Imports page: the details page's summary partial."""
+    session = get_object_or_404(_sessions(), pk=pk)
+    events = session.events.select_related("actor").order_by("-timestamp", "-id")[:20]
+    return _htmx_response(request, render(
+        request, "importer/session_detail.html#session-summary",
+        {"session": session, "events": events}))
 
 
 @login_required

@@ -15,9 +15,11 @@ def status_badge(session):
 @register.inclusion_tag("importer/components/action_menu.html", takes_context=True)
 def action_buttons(context, session, target=None):
     user = context["request"].user
+    # A stable id per menu: htmx gives the focus back to it after a poll swaps the row.
+    toggle_id = f"actions-{session.pk}" if target is None else f"{target[1:]}-actions"
     return {"session": session, "entries": ui.action_menu(session, user),
             "forced": ui.forced_entries(session, user),
-            "target": target or f"#session-{session.pk}"}
+            "target": target or f"#session-{session.pk}", "toggle_id": toggle_id}
 
 
 @register.filter
