@@ -111,9 +111,10 @@ def _session_description(session: ImportSession, state: str, severity: str) -> s
         text += " and needs action"
     if session.error_message:
         text += f": {session.error_message}"
+    sentences = [text if text.endswith(".") else f"{text}."]
     if state_info.hint:
-        text += f" Next: {state_info.hint}"
-    return text if text.endswith(".") else f"{text}."
+        sentences.append(f"Next: {state_info.hint}")
+    return " ".join(sentences)
 
 
 # --- Remote systems and storage nodes --------------------------------------------------------

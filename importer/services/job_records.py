@@ -29,11 +29,15 @@ def _error_body(error: Exception) -> dict:
                       "arguments": {}}}
 
 
-def _end(records, *, error: Exception | None = None, step: str = "") -> int:
-    """Close open records: Failed with the error, or Completed."""
+def _end(records, *, error: Exception | None = None, step: str = "",
+         progress: int | None = None) -> int:
+    """Close open records: Failed with the error (and the ``progress`` it reached), or
+    Completed."""
     fields = {"end_time": timezone.now()}
     if error is not None:
         fields.update(state=JobState.FAILED, response_body=_error_body(error))
+        if progress is not None:
+            fields["progress_percentage"] = progress
     else:
         fields.update(state=JobState.COMPLETED, progress_percentage=100)
     if step:
@@ -55,15 +59,19 @@ def _open_session_jobs(session_id, job: str):
     return Job.objects.filter(session_id=session_id, resource_action=str(job), state__in=OPEN)
 
 
-def session_job_left(session_id, job: str, trigger: str,
+def session_job_left(session: ImportSession, job: str, trigger: str,
                      error: FerryError | None = None) -> None:
     """The session moved on from the state that ran ``job``: the job ended with the move
     (its outcome, or an operator's action that stopped it)."""
+    records = _open_session_jobs(session.pk, job)
     if str(trigger) in _EVENTS:
-        step = f"Ended: {str(trigger).replace('_', ' ')}"
-    else:
-        step = f"Stopped by {states.ACTION_LABELS.get(trigger, trigger)}"
-    _end(_open_session_jobs(session_id, job), error=error, step=step)
+        _end(records, error=error, step=f"Ended: {str(trigger).replace('_', ' ')}",
+             progress=session.progress_percentage if job == states.Job.COPY else None)
+        return
+    step = f"Stopped by {states.ACTION_LABELS.get(trigger, trigger)}"
+    _end(records.filter(start_time__isnull=False), error=error, step=step)
+    _end(records.filter(start_time__isnull=True), error=error,
+         step=f"{step} before a worker took it")
 
 
 def session_job_started(session_id, job: str) -> str:

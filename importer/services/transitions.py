@@ -64,7 +64,7 @@ def move(session: ImportSession, trigger: str, *, actor: Actor, changes=None,
         setattr(session, field, value)
     record(session, trigger, actor, from_state, target, error, details)
     if left_job:
-        job_records.session_job_left(session.pk, left_job, trigger, error)
+        job_records.session_job_left(session, left_job, trigger, error)
     if job:
         job_records.session_job_queued(session, job)
         dispatch.send_job_on_commit(session.pk, job)
