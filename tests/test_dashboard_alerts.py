@@ -102,3 +102,10 @@ def test_the_nav_links_to_alerts_and_jobs(client, viewer):
     client.force_login(viewer)
     page = client.get(reverse("importer:session-list")).content.decode()
     assert f'href="{ALERTS}"' in page and f'href="{reverse("importer:job-list")}"' in page
+
+
+def test_the_alerts_page_marks_its_nav_entry_active(client, viewer):
+    client.force_login(viewer)
+    page = client.get(ALERTS).content.decode()
+    assert f'class="ferry-nav-link active" href="{ALERTS}"' in page
+    assert "<title>Alerts · Ferry</title>" in page

@@ -77,3 +77,10 @@ def test_the_job_list_query_count_does_not_grow_with_jobs(client, viewer, histor
     client.force_login(viewer)
     with django_assert_max_num_queries(12):
         assert "Copy 39" in client.get(JOBS).content.decode()
+
+
+def test_the_jobs_page_marks_its_nav_entry_active(client, viewer):
+    client.force_login(viewer)
+    page = client.get(JOBS).content.decode()
+    assert f'class="ferry-nav-link active" href="{JOBS}"' in page
+    assert "<title>Jobs · Ferry</title>" in page
