@@ -39,7 +39,7 @@ def subject_urls(rows) -> None:
             if row.resource_id.isdigit() and int(row.resource_id) in existing:
                 row.subject_url = reverse("importer:session-detail", args=[row.resource_id])
         elif row.resource_type == AlertResource.REMOTE_SYSTEM:
-            row.subject_url = f"{reverse('importer:system-list')}#system-{row.resource_id}"
+            row.subject_url = reverse("importer:system-list")
         elif row.resource_type == AlertResource.STORAGE_NODE:
             row.subject_url = f"{reverse('importer:node-list')}#node-{row.resource_id}"
 

@@ -52,3 +52,14 @@ def test_a_failing_mail_server_does_not_fail_the_transition(
     session, callbacks = _fail_a_setup(django_capture_on_commit_callbacks)
     assert len(callbacks) >= 1  # the mail was tried, after commit
     assert session.state == State.FAILED and Alert.objects.count() == 1
+
+
+def test_an_alert_cleared_before_commit_is_not_mailed(recipients,
+                                                      django_capture_on_commit_callbacks):
+    session = make_volume_session(State.COPY_IN_PROGRESS, pending_job="copy",
+                                  automatic_cutover=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        advance(session.pk, Event.COPY_COMPLETED, expected=State.COPY_IN_PROGRESS)
+    session.refresh_from_db()
+    assert session.state == State.CUTOVER_IN_PROGRESS
+    assert Alert.objects.get().state == "CLEARED" and mail.outbox == []

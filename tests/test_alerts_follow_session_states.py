@@ -93,3 +93,4 @@ def test_deleting_a_session_clears_its_alerts(operator_actor):
     alerts.session_entered(session, State.FAILED)
     services.delete_import(session.pk, actor=operator_actor)
     assert Alert.objects.get().state == AlertState.CLEARED
+

@@ -12,7 +12,7 @@ from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from importer import roles, states
@@ -46,22 +46,23 @@ def raise_alert(resource_type: str, resource_id, resource_name: str, event_code:
     """Raise an alert, or bring the active one for the same resource and code up to date
     (a persisting condition is one alert, not one per check)."""
     now = timezone.now()
-    with transaction.atomic():
-        alert = (Alert.objects.select_for_update()
-                 .filter(resource_type=resource_type, resource_id=str(resource_id),
-                         event_code=event_code, state=AlertState.ACTIVE).first())
-        if alert is not None:
-            Alert.objects.filter(pk=alert.pk).update(
-                severity=severity, description_l10n=description, resource_name=resource_name,
-                last_update_timestamp=now)
-            return alert
-        alert = Alert.objects.create(
-            resource_type=resource_type, resource_id=str(resource_id),
-            resource_name=resource_name[:255], event_code=event_code, severity=severity,
-            description_l10n=description, generated_timestamp=now, last_update_timestamp=now)
-        log.warning("Alert %s (%s) on %s: %s", event_code, severity, resource_name, description)
-        if settings.FERRY_ALERT_EMAILS:
-            transaction.on_commit(partial(_mail, alert.pk))
+    active = Alert.objects.filter(resource_type=resource_type, resource_id=str(resource_id),
+                                  event_code=event_code, state=AlertState.ACTIVE)
+    changes = {"severity": severity, "description_l10n": description,
+               "resource_name": resource_name[:255], "last_update_timestamp": now}
+    if active.update(**changes):
+        return active.get()
+    try:
+        with transaction.atomic():  # a savepoint: if another raise of it won, update that
+            alert = Alert.objects.create(
+                resource_type=resource_type, resource_id=str(resource_id),
+                event_code=event_code, generated_timestamp=now, **changes)
+    except IntegrityError:
+        active.update(**changes)
+        return active.get()
+    log.warning("Alert %s (%s) on %s: %s", event_code, severity, resource_name, description)
+    if settings.FERRY_ALERT_EMAILS:
+        transaction.on_commit(partial(_mail, alert.pk))
     return alert
 
 
@@ -188,8 +189,8 @@ def _valid_uuids(ids: list[str]) -> list[str]:
 def _mail(alert_id) -> None:
     """After commit: tell the recipients. A mail server that fails is logged, not raised."""
     alert = Alert.objects.filter(pk=alert_id).first()
-    if alert is None:
-        return
+    if alert is None or not alert.is_active:
+        return  # cleared in the transaction that raised it (an automatic cutover)
     try:
         raised = alert.generated_timestamp.strftime("%Y-%m-%d %H:%M:%S %Z")
         send_mail(f"[Ferry] {alert.severity}: {alert.resource_name}",
