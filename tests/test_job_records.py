@@ -124,3 +124,16 @@ def test_finished_jobs_older_than_the_retention_are_pruned(settings):
     assert job_records.prune(now) == 1
     assert set(Job.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
     assert not Job.objects.filter(pk=old.pk).exists()
+
+
+def test_a_running_copy_stopped_by_a_pause_keeps_the_progress_it_reached(operator_actor):
+    from importer.states import State
+    from tests.conftest import make_volume_session
+
+    session = make_volume_session(State.COPY_IN_PROGRESS, pending_job="copy",
+                                  progress_percentage=40, job_attempts=1)
+    record_id = job_records.session_job_started(session.pk, "copy")
+    services.perform_action(session.pk, "pause", actor=operator_actor)
+    copy = Job.objects.get(pk=record_id)
+    assert copy.state == JobState.COMPLETED and copy.step == "Stopped by Pause"
+    assert copy.progress_percentage == 40 and copy.start_time <= copy.end_time

@@ -31,15 +31,15 @@ def _error_body(error: Exception) -> dict:
 
 def _end(records, *, error: Exception | None = None, step: str = "",
          progress: int | None = None) -> int:
-    """Close open records: Failed with the error (and the ``progress`` it reached), or
-    Completed."""
+    """Close open records: Failed with the error, or Completed; at ``progress`` when it is
+    known (a copy stopped part way), else a completed job is at 100%."""
     fields = {"end_time": timezone.now()}
     if error is not None:
         fields.update(state=JobState.FAILED, response_body=_error_body(error))
-        if progress is not None:
-            fields["progress_percentage"] = progress
     else:
         fields.update(state=JobState.COMPLETED, progress_percentage=100)
+    if progress is not None:
+        fields["progress_percentage"] = progress
     if step:
         fields["step"] = step[:255]
     return records.filter(state__in=OPEN).update(**fields)
@@ -64,13 +64,14 @@ def session_job_left(session: ImportSession, job: str, trigger: str,
     """The session moved on from the state that ran ``job``: the job ended with the move
     (its outcome, or an operator's action that stopped it)."""
     records = _open_session_jobs(session.pk, job)
+    progress = session.progress_percentage if job == states.Job.COPY else None
     if str(trigger) in _EVENTS:
         _end(records, error=error, step=f"Ended: {str(trigger).replace('_', ' ')}",
-             progress=session.progress_percentage if job == states.Job.COPY else None)
+             progress=progress)
         return
     step = f"Stopped by {states.ACTION_LABELS.get(trigger, trigger)}"
-    _end(records.filter(start_time__isnull=False), error=error, step=step)
-    _end(records.filter(start_time__isnull=True), error=error,
+    _end(records.filter(start_time__isnull=False), error=error, step=step, progress=progress)
+    _end(records.filter(start_time__isnull=True), error=error, progress=progress,
          step=f"{step} before a worker took it")
 
 
