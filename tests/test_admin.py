@@ -9,7 +9,6 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from importer import services
-from importer.services import alerts, job_records
 from importer.admin import RemoteSystemAdmin, force_cancel_sessions
 from importer.errors import ValidationError
 from importer.models import (
@@ -23,6 +22,7 @@ from importer.models import (
     Volume,
     VolumeGroup,
 )
+from importer.services import alerts, job_records
 from tests.conftest import (
     RemoteSystemFactory,
     discovered_system,
