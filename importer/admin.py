@@ -11,12 +11,14 @@ from django.utils.translation import gettext_lazy
 from importer import roles, services, states
 from importer.errors import FerryError, NotFound, PermissionDenied, SourceError, ValidationError
 from importer.models import (
+    Alert,
     CopiedExtent,
     Host,
     HostVolumeMapping,
     IdempotencyRecord,
     ImportEvent,
     ImportSession,
+    Job,
     RemoteSystem,
     SourceGroup,
     SourceVolume,
@@ -226,6 +228,26 @@ class CopiedExtentAdmin(ReadOnlyAdmin):
         # Checkpoints are part of a session: whoever may see sessions may see them.
         return (request.user.has_perm("importer.view_importsession")
                 or super().has_view_permission(request, obj))
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    """Acknowledged on the dashboard's Alerts page (audited there); read-only here."""
+
+    list_display = ("generated_timestamp", "severity", "resource_name", "event_code", "state",
+                    "is_acknowledged", "acknowledged_by")
+    list_filter = ("state", "severity", "is_acknowledged", "resource_type")
+    search_fields = ("resource_name", "event_code", "description_l10n")
+    date_hierarchy = "generated_timestamp"
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ("queued_time", "description_l10n", "resource_name", "state", "step",
+                    "progress_percentage", "start_time", "end_time")
+    list_filter = ("state", "resource_type", "resource_action")
+    search_fields = ("resource_name", "description_l10n")
+    date_hierarchy = "queued_time"
 
 
 @admin.register(IdempotencyRecord)

@@ -33,6 +33,20 @@ class Phase(StrEnum):
     TERMINAL = "terminal"  # final outcome; only the record can be deleted
 
 
+class Severity(StrEnum):
+    """How urgent an alert is, with PowerStore's names (most urgent first)."""
+
+    CRITICAL = "Critical"
+    MAJOR = "Major"
+    MINOR = "Minor"
+    INFO = "Info"
+
+
+# Severity → the tone its badge takes; CSS maps tones to colours.
+SEVERITY_TONES = {Severity.CRITICAL: Tone.DANGER, Severity.MAJOR: Tone.DANGER,
+                  Severity.MINOR: Tone.WARNING, Severity.INFO: Tone.INFO}
+
+
 class State(StrEnum):
     """Stored values: the PowerStore REST names."""
 
@@ -165,6 +179,17 @@ class Job(StrEnum):
     CLEANUP = "cleanup"
 
 
+# What the Jobs page calls each job, followed by the session's name.
+JOB_DESCRIPTIONS = {
+    Job.SETUP: "Set up the import of",
+    Job.ENABLE: "Enable the destination volume of",
+    Job.COPY: "Copy",
+    Job.CUTOVER: "Cut over",
+    Job.CANCEL: "Cancel and roll back",
+    Job.CLEANUP: "Clean up after",
+}
+
+
 class Event(StrEnum):
     """Things that happen to a session without an operator: the worker's outcomes."""
 
@@ -193,6 +218,9 @@ class StateInfo:
     volume_actions: frozenset[Action]
     group_actions: frozenset[Action]
     hint: str = ""  # the operator's next step, on the details page
+    # A session in this state raises an alert of this severity (None: no alert), cleared
+    # when it leaves the state (services.alerts).
+    alert: Severity | None = None
 
     @property
     def is_active(self) -> bool:
@@ -203,8 +231,9 @@ class StateInfo:
         return self.phase is Phase.TERMINAL
 
 
-def _info(value, label, tone, phase, volume=(), group=(), hint=""):
-    return StateInfo(value, label, tone, phase, frozenset(volume), frozenset(group), hint)
+def _info(value, label, tone, phase, volume=(), group=(), hint="", alert=None):
+    return StateInfo(value, label, tone, phase, frozenset(volume), frozenset(group), hint,
+                     alert)
 
 
 A = Action
@@ -230,35 +259,40 @@ STATES: dict[State, StateInfo] = {
               [A.RESUME, A.CANCEL], [A.RESUME, A.CANCEL]),
         _info(State.READY_FOR_CUTOVER, "Ready For Cutover", Tone.SUCCESS, Phase.WAITING,
               [A.CUTOVER, A.CANCEL], [A.CUTOVER, A.CANCEL],
-              hint="run Cutover (after an error: fix the cause, then retry Cutover)."),
+              hint="run Cutover (after an error: fix the cause, then retry Cutover).",
+              alert=Severity.INFO),
         _info(State.CUTOVER_IN_PROGRESS, "Cutover In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.IMPORT_COMPLETED, "Import Completed", Tone.SUCCESS, Phase.TERMINAL,
               [A.DELETE], [A.DELETE]),
         _info(State.IMPORT_COMPLETED_WITH_ERRORS, "Import Completed With Errors",
-              Tone.WARNING, Phase.TERMINAL, [], [A.DELETE]),
+              Tone.WARNING, Phase.TERMINAL, [], [A.DELETE], alert=Severity.MINOR),
         _info(State.IMPORT_CUTOVER_INCOMPLETE, "Import Cutover Incomplete", Tone.DANGER,
               Phase.WAITING, [], [A.CUTOVER, A.CANCEL],
-              hint="fix the cause, then retry Cutover (or cancel the members not completed)."),
+              hint="fix the cause, then retry Cutover (or cancel the members not completed).",
+              alert=Severity.MAJOR),
         _info(State.CANCEL_REQUIRED, "Cancel Required", Tone.DANGER, Phase.WAITING,
               [A.CANCEL], [A.CANCEL],
-              hint="cancel the import; fix the cause named above, then import again."),
+              hint="cancel the import; fix the cause named above, then import again.",
+              alert=Severity.CRITICAL),
         _info(State.CANCEL_IN_PROGRESS, "Cancel In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.CANCEL_FAILED, "Cancel Failed", Tone.DANGER, Phase.WAITING,
-              [A.CANCEL], [A.CANCEL], hint="fix the pool, then cancel again."),
+              [A.CANCEL], [A.CANCEL], hint="fix the pool, then cancel again.",
+              alert=Severity.MAJOR),
         _info(State.CANCELLED, "Cancelled", Tone.NEUTRAL, Phase.TERMINAL,
               [A.DELETE], [A.DELETE]),
         _info(State.CLEANUP_REQUIRED, "Cleanup Required", Tone.DANGER, Phase.WAITING,
               [A.CLEANUP], [A.CLEANUP],
               hint="make the source reachable, then run Cleanup. An admin can force cleanup "
-                   "for a source that is gone for good."),
+                   "for a source that is gone for good.", alert=Severity.MAJOR),
         _info(State.CLEANUP_IN_PROGRESS, "Cleanup In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.CLEANUP_FAILED, "Cleanup Failed", Tone.DANGER, Phase.WAITING,
               [A.CLEANUP], [A.CLEANUP],
               hint="make the source reachable, then run Cleanup again. An admin can force "
-                   "cleanup for a source that is gone for good."),
+                   "cleanup for a source that is gone for good.", alert=Severity.MAJOR),
         _info(State.FAILED, "Failed", Tone.DANGER, Phase.WAITING,
               [A.CANCEL, A.DELETE], [A.CANCEL, A.DELETE],
-              hint="cancel (or delete) the session, fix the source, then import again."),
+              hint="cancel (or delete) the session, fix the source, then import again.",
+              alert=Severity.CRITICAL),
     )
 }
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from importer import views
+from importer import views, views_monitoring
 
 app_name = "importer"
 
@@ -30,4 +30,8 @@ urlpatterns = [
     path("hosts/<int:pk>/delete/", views.host_delete, name="host-delete"),
     path("events/", views.event_list, name="event-list"),
     path("events.csv", views.event_export, name="event-export"),
+    path("alerts/", views_monitoring.alert_list, name="alert-list"),
+    path("alerts/acknowledge/", views_monitoring.alert_acknowledge, name="alert-acknowledge"),
+    path("alerts/bell/", views_monitoring.alert_bell, name="alert-bell"),
+    path("jobs/", views_monitoring.job_list, name="job-list"),
 ]

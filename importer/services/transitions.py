@@ -19,7 +19,7 @@ from importer.models import (
     SourceGroup,
     SourceVolume,
 )
-from importer.services import dispatch
+from importer.services import alerts, dispatch, job_records
 from importer.services.common import SYSTEM, Actor, jsonable
 from importer.states import Event, State
 
@@ -64,12 +64,16 @@ def move(session: ImportSession, trigger: str, *, actor: Actor, changes=None,
     if updated != 1:
         current = ImportSession.objects.filter(pk=session.pk).values_list("state", flat=True)
         raise ActionNotAllowed(session.name, trigger, current.first() or session.state, ())
-    from_state = session.state
+    from_state, left_job = session.state, session.pending_job
     for field, value in fields.items():
         setattr(session, field, value)
     record(session, trigger, actor, from_state, target, error, details)
+    if left_job:
+        job_records.session_job_left(session, left_job, trigger, error)
     if job:
+        job_records.session_job_queued(session, job)
         dispatch.send_job_on_commit(session.pk, job)
+    alerts.session_entered(session, target)
     _after_entering(session, target)
     return session
 
@@ -123,6 +127,7 @@ def refresh_group(group_id: int, trigger: str, actor: Actor,
         ImportSession.objects.filter(pk=group.pk).update(
             error_code=failed["error_code"], error_message=failed["error_message"],
             error_arguments=failed["error_arguments"])
+        group.error_message = failed["error_message"]  # for its alert
     if derived == group.state and not always_record:
         return group
     from_state = group.state
@@ -131,6 +136,7 @@ def refresh_group(group_id: int, trigger: str, actor: Actor,
     group.state = derived
     record(group, trigger, actor, from_state, derived)
     if derived != from_state:
+        alerts.session_entered(group, derived)
         _after_group_entering(group, derived)
     return group
 
