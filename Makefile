@@ -12,7 +12,8 @@ export DJANGO_DEBUG ?= true
 .PHONY: run test fuzz bench bench-nbd bench-nodes bench-frontend setup nbd-packages migrate demo diagrams lint clean
 
 run: setup migrate demo ## Set up and start web, worker and scheduler on http://127.0.0.1:8000
-	$(PY) manage.py runferry
+	EMAIL_BACKEND=$${EMAIL_BACKEND:-django.core.mail.backends.console.EmailBackend} \
+		$(PY) manage.py runferry
 
 test: setup ## Set up and run the whole test suite, with the fuzz test's replayed examples
 	$(BIN)/pytest -m 'fuzz or not fuzz'

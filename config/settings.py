@@ -333,6 +333,18 @@ FERRY_DEMO_NBD_DIR = VAR_DIR / "nbd-demo"
 FERRY_DEMO_NBD_SOCKET = VAR_DIR / "run" / "nbd-demo.sock"
 # How often the scheduler checks that each remote system answers (connect, latency).
 FERRY_HEALTH_CHECK_SECONDS = env_int("FERRY_HEALTH_CHECK_SECONDS", 60)
+# How long finished jobs stay on the Jobs page before the scheduler forgets them.
+FERRY_JOB_RETENTION_DAYS = env_int("FERRY_JOB_RETENTION_DAYS", 30)
+# Who gets an e-mail for each new alert (comma-separated; empty: no mail), and how it goes.
+FERRY_ALERT_EMAILS = env_list("FERRY_ALERT_EMAILS")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ferry@localhost")
 
 # --- Celery ------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"

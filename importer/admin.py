@@ -11,12 +11,14 @@ from django.utils.translation import gettext_lazy
 from importer import roles, services, states
 from importer.errors import FerryError, NotFound, PermissionDenied, SourceError, ValidationError
 from importer.models import (
+    Alert,
     CopiedExtent,
     Host,
     HostVolumeMapping,
     IdempotencyRecord,
     ImportEvent,
     ImportSession,
+    Job,
     RemoteSystem,
     SourceGroup,
     SourceVolume,
@@ -40,7 +42,8 @@ _PROGRESS_FIELDS = ("state", "progress_percentage", "copied_bytes", "total_bytes
 # import, and the services own the rest (modify_schedule, force cancel), so it is read-only.
 _SETUP_FIELDS = ("name", "type", "parent_session", "remote_system", "source_volume",
                  "source_group", "destination_resource_type", "destination_volume",
-                 "destination_volume_group", "storage_node", "hosts", "automatic_cutover",
+                 "destination_volume_group", "volume_group_name", "storage_node", "hosts",
+                 "automatic_cutover",
                  "scheduled_timestamp", "throttle_bytes_per_second", "force_cancel")
 
 
@@ -132,7 +135,8 @@ class ImportSessionAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "description", "type", "parent_session")}),
         ("Source and destination", {"fields": (
             "remote_system", "source_volume", "source_group", "destination_resource_type",
-            "destination_volume", "destination_volume_group", "storage_node", "hosts")}),
+            "destination_volume", "destination_volume_group", "volume_group_name",
+            "storage_node", "hosts")}),
         ("Options", {"fields": ("automatic_cutover", "scheduled_timestamp",
                                 "throttle_bytes_per_second", "force_cancel")}),
         ("Progress", {"fields": _PROGRESS_FIELDS}),
@@ -239,6 +243,26 @@ class TransferSampleAdmin(ReadOnlyAdmin):
     def has_view_permission(self, request, obj=None):
         return (request.user.has_perm("importer.view_importsession")
                 or super().has_view_permission(request, obj))
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    """Acknowledged on the dashboard's Alerts page (audited there); read-only here."""
+
+    list_display = ("generated_timestamp", "severity", "resource_name", "event_code", "state",
+                    "is_acknowledged", "acknowledged_by")
+    list_filter = ("state", "severity", "is_acknowledged", "resource_type")
+    search_fields = ("resource_name", "event_code", "description_l10n")
+    date_hierarchy = "generated_timestamp"
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ("queued_time", "description_l10n", "resource_name", "state", "step",
+                    "progress_percentage", "start_time", "end_time")
+    list_filter = ("state", "resource_type", "resource_action")
+    search_fields = ("resource_name", "description_l10n")
+    date_hierarchy = "queued_time"
 
 
 @admin.register(IdempotencyRecord)

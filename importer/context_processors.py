@@ -9,8 +9,8 @@ from importer import states
 from importer.models import ImportSession
 
 # The top bar's three counts, each with the list filter that shows those imports.
-_COUNTED = {"active": sorted(states.ACTIVE), "ready": [states.State.READY_FOR_CUTOVER],
-            "failed": sorted(states.NEEDS_ATTENTION)}
+_COUNTED = {"active": sorted(states.ACTIVE), "waiting": sorted(states.WAITING),
+            "ready": [states.State.READY_FOR_CUTOVER], "failed": sorted(states.NEEDS_ATTENTION)}
 
 
 def top_bar(request):

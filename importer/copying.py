@@ -11,10 +11,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
-from importer import states
+from importer import figures, states
 from importer.drivers import get_driver
 from importer.errors import FerryError, SourceError
 from importer.models import CopiedExtent, ImportSession
@@ -22,6 +21,7 @@ from importer.mover.copier import Checkpoint, CopyError, CopyPlan, copy_range, f
 from importer.mover.extents import missing_ranges
 from importer.mover.throttle import TokenBucket
 from importer.services import frontends, samples
+from importer.services.transitions import update_group_figures
 from importer.states import State
 
 MIN_CHUNK = 1024 * 1024
@@ -117,6 +117,14 @@ class _Progress:
         self.driver, self.identifier = driver, identifier
         self.copied = sum(e - s for s, e in session.copied_extents.values_list("start", "end"))
         self.copy_seconds = session.copy_seconds
+        # Data moved so far, recovered from the stored average: no extra column to keep.
+        self.moved = session.average_transfer_rate * session.copy_seconds
+        # A slice that follows another goes on from its smoothed pace; after a resume (the
+        # rate was cleared when the copy stopped) the pace is measured afresh.
+        self.pace = figures.Pace()
+        if session.current_transfer_rate and self.copy_seconds > 0:
+            self.pace = figures.Pace(session.current_transfer_rate,
+                                     self.copied / self.copy_seconds)
         self.last_time, self.last_check = time.monotonic(), 0.0
         self.throttle = _throttle_for(session)
         self.source = None  # the open Source, once there is one
@@ -142,35 +150,44 @@ class _Progress:
         elapsed, self.last_time = max(now - self.last_time, 1e-6), now
         length = checkpoint.end - checkpoint.start
         self.copied += length
+        self.moved += checkpoint.moved
         self.copy_seconds += elapsed
+        self.pace.measure(moved=checkpoint.moved, span=length, seconds=elapsed)
         with transaction.atomic():
             # Still ours while we hold the lease, even once a pause or cancel was asked for:
-            # the range is on disk, and a pause keeps every copied range.
+            # the range is on disk, and a pause keeps every copied range. So the last range
+            # in flight when a pause came may still add to the progress (one checkpoint at
+            # most: the copier stops within STOP_CHECK_SECONDS), never to the rate.
             mine = ImportSession.objects.filter(pk=self.session.pk, lease_owner=self.lease_id,
                                                 state__in=states.CHECKPOINTING)
-            fields = self._progress_fields(length / elapsed)
-            if not mine.update(**fields):
+            still_copying = bool(mine.filter(state__in=states.COPYING).update(
+                **self._progress_fields(True)))
+            if not (still_copying or mine.update(**self._progress_fields(False))):
                 return  # taken over by another worker: this checkpoint is not ours to keep
             CopiedExtent.objects.create(session_id=self.session.pk, start=checkpoint.start,
                                         end=checkpoint.end, chunk_size=checkpoint.chunk_size,
                                         digests=checkpoint.digests)
-            _update_group_progress(self.session.parent_session_id)
-            samples.record_transfer_sample(  # the charts' history, throttled
-                self.session.pk, bytes_per_second=fields["current_transfer_rate"],
-                copied_bytes=fields["copied_bytes"])
+            if self.session.parent_session_id:
+                update_group_figures(self.session.parent_session_id)
+            if still_copying:  # the charts' history, throttled
+                samples.record_transfer_sample(
+                    self.session.pk, bytes_per_second=int(self.pace.data_rate),
+                    copied_bytes=self.copied)
 
-    def _progress_fields(self, current_rate: float) -> dict:
+    def _progress_fields(self, still_copying: bool) -> dict:
+        now = timezone.now()
         total = max(self.session.total_bytes, 1)
         remaining = max(self.session.total_bytes - self.copied, 0)
-        eta = (timezone.now() + timedelta(seconds=remaining / current_rate)
-               if current_rate > 0 else None)
-        return {"copied_bytes": self.copied,
-                "progress_percentage": min(100, self.copied * 100 // total),
-                "current_transfer_rate": int(current_rate),
-                "average_transfer_rate": int(self.copied / max(self.copy_seconds, 1e-6)),
-                "estimated_completion_timestamp": eta, "copy_seconds": self.copy_seconds,
-                "lease_expires_at": timezone.now() + _lease(),
-                "last_update_timestamp": timezone.now()}
+        fields = {"copied_bytes": self.copied,
+                  "progress_percentage": min(100, self.copied * 100 // total),
+                  "average_transfer_rate": int(self.moved / max(self.copy_seconds, 1e-6)),
+                  "copy_seconds": self.copy_seconds,
+                  "lease_expires_at": now + _lease(), "last_update_timestamp": now}
+        # A paused or cancelled copy shows no current rate and no ETA.
+        fields.update(current_transfer_rate=int(self.pace.data_rate) if still_copying else 0,
+                      estimated_completion_timestamp=self.pace.eta(remaining, now)
+                      if still_copying else None)
+        return fields
 
     def check_source(self, offset: int) -> None:
         """A source that shrank or vanished stops the copy, even with our fd still open."""
@@ -197,16 +214,6 @@ def _global_share() -> int | None:
         return None
     running = ImportSession.objects.filter(state=State.COPY_IN_PROGRESS).count()
     return max(limit // max(running, 1), 1)
-
-
-def _update_group_progress(group_id: int | None) -> None:
-    if group_id is None:
-        return
-    totals = ImportSession.objects.filter(parent_session_id=group_id).aggregate(
-        copied=Sum("copied_bytes"), total=Sum("total_bytes"))
-    copied, total = totals["copied"] or 0, max(totals["total"] or 0, 1)
-    ImportSession.objects.filter(pk=group_id).update(
-        copied_bytes=copied, progress_percentage=min(100, copied * 100 // total))
 
 
 def verify_destination(session: ImportSession, rewritten=()) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django import forms
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from importer.models import (
@@ -16,9 +17,21 @@ from importer.models import (
     SourceVolume,
     StorageNode,
 )
+from importer.services.imports import (
+    VOLUME_GROUP_NAME_MAX,
+    check_import_options,
+    default_volume_group_name,
+    volume_group_name_problem,
+)
 from importer.ui import human_bytes
 
 MB = 1000 * 1000
+
+
+def check_schedule(when) -> list[str]:
+    """The service's schedule check (a past time is refused), for the wizard's step."""
+    return check_import_options("-", when, None).get("scheduled_timestamp", [])
+
 
 class BootstrapMixin:
     """Bootstrap classes on every widget, so templates render fields plainly."""
@@ -38,10 +51,16 @@ STEP_FIELDS = {
     "system": ("remote_system",),
     "resources": ("resources",),
     "hosts": ("hosts",),
-    "options": ("name", "schedule", "scheduled_at", "automatic_cutover", "throttle_mbps",
-                "storage_node"),
+    "options": ("name", "description", "schedule", "scheduled_at", "automatic_cutover",
+                "throttle_mbps", "storage_node"),
     "review": (),
 }
+# Fields made for each chosen consistency group (and its member volumes): name prefix, step.
+GROUP_FIELD_STEPS = {"hosts_mode_": "hosts", "member_hosts_": "hosts",
+                     "volume_group_name_": "options"}
+UNKNOWN_HOST = "No host with id %(value)s: it was deleted meanwhile? Choose again."
+HOSTS_MODES = [("same", "The same hosts for every member volume"),
+               ("each", "Hosts per member volume")]
 
 
 class NodeChoiceField(forms.ModelChoiceField):
@@ -55,9 +74,13 @@ class ImportWizardForm(BootstrapMixin, forms.Form):
                                            empty_label=None)
     resources = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
     hosts = forms.ModelMultipleChoiceField(Host.objects.all(), required=False,
-                                           widget=forms.CheckboxSelectMultiple)
+                                           widget=forms.CheckboxSelectMultiple,
+                                           error_messages={"invalid_choice": UNKNOWN_HOST})
     name = forms.CharField(max_length=200, help_text="With several resources, each import is "
                            "named after it: <name> <resource>.")
+    description = forms.CharField(required=False, max_length=1000,
+                                  widget=forms.Textarea(attrs={"rows": 2}),
+                                  help_text="Shown on the import's details page.")
     schedule = forms.ChoiceField(choices=[("now", "Start now"), ("later", "Schedule")],
                                  initial="now", widget=forms.RadioSelect)
     scheduled_at = forms.DateTimeField(required=False, label="Start at (UTC)",
@@ -76,21 +99,86 @@ class ImportWizardForm(BootstrapMixin, forms.Form):
         self.step = step
         self.system_id = self.data.get("remote_system") if self.is_bound else system_id
         self.fields["resources"].choices = resource_choices(self.system_id)
+        self.groups = self._chosen_groups()
+        self._add_group_fields()
         self.style_widgets()
         upto = WIZARD_STEPS.index(step)
-        for later in WIZARD_STEPS[upto + 1:]:  # only what the operator has seen is checked
-            for field in STEP_FIELDS[later]:
-                self.fields[field].required = False
+        for name, field in self.fields.items():  # only what the operator has seen is checked
+            if WIZARD_STEPS.index(step_of(name)) > upto:
+                field.required = False
+
+    def _chosen_groups(self) -> list[SourceGroup]:
+        chosen = (self.data.getlist("resources") if self.is_bound
+                  else self.initial.get("resources") or [])
+        importable = {choice for choice, _ in self.fields["resources"].choices}
+        return list(SourceGroup.objects.filter(
+            pk__in=[r for r in chosen if r in importable]).prefetch_related(
+            Prefetch("volumes", SourceVolume.objects.order_by("identifier"))).order_by("name"))
+
+    def _add_group_fields(self) -> None:
+        for group in self.groups:
+            self.fields[f"hosts_mode_{group.pk}"] = forms.ChoiceField(
+                choices=HOSTS_MODES, initial="same", required=False, widget=forms.RadioSelect,
+                label=f"Hosts of {group.name}'s member volumes")
+            for volume in group.volumes.all():
+                self.fields[f"member_hosts_{volume.pk}"] = forms.ModelMultipleChoiceField(
+                    Host.objects.all(), required=False, widget=forms.CheckboxSelectMultiple,
+                    label=volume.name, error_messages={"invalid_choice": UNKNOWN_HOST})
+            self.fields[f"volume_group_name_{group.pk}"] = forms.CharField(
+                max_length=VOLUME_GROUP_NAME_MAX, label=f"Volume group for {group.name}",
+                initial=default_volume_group_name(group),
+                help_text="The destination volume group Ferry creates for the group's "
+                          "volumes: a new, unique name.")
+
+    def group_rows(self) -> list[dict]:
+        """The hosts step's table for each chosen group: a row per member volume."""
+        return [{"group": group, "mode": self[f"hosts_mode_{group.pk}"],
+                 "members": [self[f"member_hosts_{volume.pk}"]
+                             for volume in group.volumes.all()]} for group in self.groups]
+
+    def volume_group_fields(self) -> list:
+        return [self[f"volume_group_name_{group.pk}"] for group in self.groups]
+
+    def member_host_ids(self, group: SourceGroup) -> list[dict]:
+        """What the service takes for the group: nothing for the same hosts everywhere."""
+        data = self.cleaned_data
+        if data.get(f"hosts_mode_{group.pk}") != "each":
+            return []
+        return [{"source_volume_id": volume.pk,
+                 "host_ids": [host.pk for host in data.get(f"member_hosts_{volume.pk}", [])]}
+                for volume in group.volumes.all()]
 
     def clean(self):
         data = super().clean()
+        if WIZARD_STEPS.index(self.step) >= WIZARD_STEPS.index("options"):
+            self._check_volume_group_names(data)
         if data.get("schedule") == "later" and WIZARD_STEPS.index(self.step) >= 3:
             when = data.get("scheduled_at")
             if when is None:
                 self.add_error("scheduled_at", "Choose when the import starts.")
-            elif timezone.is_naive(when):
-                data["scheduled_at"] = timezone.make_aware(when, timezone.get_current_timezone())
+            else:
+                if timezone.is_naive(when):
+                    when = timezone.make_aware(when, timezone.get_current_timezone())
+                data["scheduled_at"] = when
+                # The service's own check, at the step that asks: not only at Create.
+                for problem in check_schedule(when):
+                    self.add_error("scheduled_at", problem)
         return data
+
+    def _check_volume_group_names(self, data) -> None:
+        seen = set()
+        for group in self.groups:
+            field = f"volume_group_name_{group.pk}"
+            name = (data.get(field) or "").strip()
+            if not name:
+                continue  # the field says it is required
+            problem = volume_group_name_problem(name)
+            if problem is None and name.lower() in seen:
+                problem = f"Another group of this import is also named {name}."
+            if problem:
+                self.add_error(field, problem)
+            seen.add(name.lower())
+            data[field] = name
 
     @property
     def scheduled_timestamp(self) -> datetime | None:
@@ -103,11 +191,23 @@ class ImportWizardForm(BootstrapMixin, forms.Form):
         return mbps * MB if mbps else None
 
 
+def step_of(field_name: str) -> str:
+    for step, names in STEP_FIELDS.items():
+        if field_name in names:
+            return step
+    return next((step for prefix, step in GROUP_FIELD_STEPS.items()
+                 if field_name.startswith(prefix)), "review")
+
+
+def is_wizard_field(name: str) -> bool:
+    return name in ImportWizardForm.base_fields or name.startswith(tuple(GROUP_FIELD_STEPS))
+
+
 def answers(post) -> dict:
     """The wizard's answers so far, as a form's initial values."""
-    multiple = {"resources", "hosts"}
-    return {name: post.getlist(name) if name in multiple else post.get(name)
-            for name in ImportWizardForm.base_fields if name in post}
+    multiple = ("resources", "hosts", "member_hosts_")
+    return {name: post.getlist(name) if name.startswith(multiple) else post.get(name)
+            for name in post if is_wizard_field(name)}
 
 
 def importable(source) -> tuple[bool, str]:
@@ -206,6 +306,22 @@ class RemoteSystemForm(BootstrapMixin, forms.Form):
         return {key: data[key] for key in kept if data.get(key)}
 
 
+class ScheduleForm(forms.Form):
+    """A Scheduled import's new start time (UTC, as in the wizard)."""
+
+    scheduled_at = forms.DateTimeField(label="Start at (UTC)",
+                                       input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+
+    def clean_scheduled_at(self):
+        when = self.cleaned_data["scheduled_at"]
+        if timezone.is_naive(when):
+            when = timezone.make_aware(when, timezone.get_current_timezone())
+        problems = check_schedule(when)
+        if problems:
+            raise forms.ValidationError(problems)
+        return when
+
+
 class HostForm(BootstrapMixin, forms.ModelForm):
     initiators_text = forms.CharField(required=False, label="Initiators",
                                       widget=forms.Textarea(attrs={"rows": 3}),
@@ -215,6 +331,7 @@ class HostForm(BootstrapMixin, forms.ModelForm):
     class Meta:
         model = Host
         fields = ["name", "os_type", "description"]
+        labels = {"os_type": "OS type"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

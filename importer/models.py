@@ -317,8 +317,12 @@ class ImportSession(models.Model):
                                                  related_name="import_sessions")
     destination_resource_type = models.CharField(max_length=16,
                                                  choices=DestinationType.choices)
+    # A group session's destination volume group, chosen at create and made at setup.
+    volume_group_name = models.CharField(max_length=255, blank=True)
     parent_session = models.ForeignKey("self", on_delete=models.CASCADE, null=True,
                                        blank=True, related_name="members")
+    # The hosts a volume's (or a member's) destination is mapped to at setup; a group's are
+    # all its members' hosts.
     hosts = models.ManyToManyField(Host, blank=True, related_name="import_sessions")
     # Where the destination lives and the jobs run; a group's members share their group's.
     # None: created before storage nodes, its jobs go to the shared queue.
@@ -544,3 +548,122 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self):
         return f"{self.user_id}:{self.key}"
+
+
+SEVERITY_CHOICES = [(severity.value, severity.value) for severity in states.Severity]
+
+
+class AlertState(models.TextChoices):
+    ACTIVE = "ACTIVE", "Active"
+    CLEARED = "CLEARED", "Cleared"
+
+
+class AlertResource(models.TextChoices):
+    """What an alert (or a job) is about, with PowerStore's resource type names."""
+
+    IMPORT_SESSION = "import_session", "Import session"
+    REMOTE_SYSTEM = "remote_system", "Remote system"
+    STORAGE_NODE = "storage_node", "Storage node"
+
+
+class Alert(models.Model):
+    """Something an operator should know or act on, raised and cleared by the services
+    (importer.services.alerts); PowerStore's ``alert`` fields. At most one active alert per
+    resource and event code: a condition that persists updates it, never repeats it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event_code = models.CharField(max_length=64)
+    severity = models.CharField(max_length=16, choices=SEVERITY_CHOICES)
+    resource_type = models.CharField(max_length=32, choices=AlertResource.choices)
+    resource_id = models.CharField(max_length=64)
+    resource_name = models.CharField(max_length=255)
+    description_l10n = models.TextField()
+    state = models.CharField(max_length=16, choices=AlertState.choices,
+                             default=AlertState.ACTIVE)
+    generated_timestamp = models.DateTimeField(default=timezone.now, db_index=True)
+    last_update_timestamp = models.DateTimeField(default=timezone.now)
+    cleared_timestamp = models.DateTimeField(null=True, blank=True)
+    is_acknowledged = models.BooleanField(default=False)
+    acknowledged_timestamp = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-generated_timestamp"]
+        constraints = [models.UniqueConstraint(
+            fields=["resource_type", "resource_id", "event_code"],
+            condition=Q(state="ACTIVE"), name="one_active_alert_per_resource_and_code")]
+        indexes = [models.Index(fields=["state", "is_acknowledged"],
+                                name="alert_state_acknowledged")]
+
+    def __str__(self):
+        return f"{self.severity}: {self.resource_name}: {self.event_code}"
+
+    @property
+    def tone(self) -> str:
+        return states.SEVERITY_TONES[states.Severity(self.severity)]
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == AlertState.ACTIVE
+
+
+class JobState(models.TextChoices):
+    QUEUED = "Queued", "Queued"
+    RUNNING = "Running", "Running"
+    COMPLETED = "Completed", "Completed"
+    FAILED = "Failed", "Failed"
+
+
+JOB_TONES = {JobState.QUEUED: "neutral", JobState.RUNNING: "info",
+             JobState.COMPLETED: "success", JobState.FAILED: "danger"}
+
+
+class Job(models.Model):
+    """One background job, as PowerStore's ``job`` resource: what it acts on, its state,
+    step and progress, when it ran, and its outcome (``response_body``: the error of a
+    failed job). Written by the services only (importer.services.job_records)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    resource_type = models.CharField(max_length=32, choices=AlertResource.choices)
+    resource_action = models.CharField(max_length=32)
+    resource_id = models.CharField(max_length=64)
+    resource_name = models.CharField(max_length=255, blank=True)
+    # The session a session job works for, to link it and find its open job quickly.
+    session = models.ForeignKey(ImportSession, on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="jobs")
+    description_l10n = models.CharField(max_length=500)
+    state = models.CharField(max_length=16, choices=JobState.choices,
+                             default=JobState.QUEUED, db_index=True)
+    step = models.CharField(max_length=255, blank=True)
+    progress_percentage = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    queued_time = models.DateTimeField(default=timezone.now, db_index=True)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True, db_index=True)
+    response_body = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_time"]
+        indexes = [models.Index(fields=["resource_type", "resource_id", "state"],
+                                name="job_resource_state")]
+
+    def __str__(self):
+        return f"{self.description_l10n} ({self.state})"
+
+    @property
+    def tone(self) -> str:
+        return JOB_TONES[JobState(self.state)]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (JobState.COMPLETED, JobState.FAILED)
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.start_time is None:
+            return None
+        return (self.end_time or timezone.now()) - self.start_time
+
+    @property
+    def error(self) -> dict | None:
+        return (self.response_body or {}).get("error")

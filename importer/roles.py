@@ -13,7 +13,7 @@ MANAGE_HOSTS = "importer.change_host"
 
 _READ_MODELS = ["remotesystem", "sourcevolume", "sourcegroup", "host", "volume",
                 "volumegroup", "hostvolumemapping", "importsession", "importevent",
-                "storagenode"]
+                "storagenode", "alert", "job"]
 _VIEW = [f"view_{model}" for model in _READ_MODELS]
 _OPERATE = [*_VIEW, "operate_importsession", "add_importsession",
             "change_importsession"]

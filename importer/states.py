@@ -33,6 +33,20 @@ class Phase(StrEnum):
     TERMINAL = "terminal"  # final outcome; only the record can be deleted
 
 
+class Severity(StrEnum):
+    """How urgent an alert is, with PowerStore's names (most urgent first)."""
+
+    CRITICAL = "Critical"
+    MAJOR = "Major"
+    MINOR = "Minor"
+    INFO = "Info"
+
+
+# Severity → the tone its badge takes; CSS maps tones to colours.
+SEVERITY_TONES = {Severity.CRITICAL: Tone.DANGER, Severity.MAJOR: Tone.DANGER,
+                  Severity.MINOR: Tone.WARNING, Severity.INFO: Tone.INFO}
+
+
 class State(StrEnum):
     """Stored values: the PowerStore REST names."""
 
@@ -75,7 +89,12 @@ class Action(StrEnum):
 @dataclass(frozen=True)
 class ActionInfo:
     """How an action is shown: its label, the note an operator reads before confirming it
-    (the spec's "What operators must be told"), and what forcing it skips (admins only)."""
+    (the spec's "What operators must be told"), and what forcing it skips (admins only).
+
+    A confirmation dialog names its two buttons by what they do ("Cancel import" / "Keep
+    importing"), never "OK" / "Close"; the dismiss button is the one focused, so Enter
+    never runs an action by default. ``destructive`` actions get a danger-coloured button.
+    """
 
     label: str
     summary: str
@@ -83,6 +102,11 @@ class ActionInfo:
     force_label: str = ""
     force_note: str = ""
     in_menu: bool = True  # Delete is REST-only (spec); the schedule is edited where shown
+    confirm_label: str = ""
+    dismiss_label: str = ""
+    destructive: bool = False
+    force_confirm_label: str = ""
+    force_dismiss_label: str = ""
 
     @property
     def confirm(self) -> bool:
@@ -99,18 +123,20 @@ ACTIONS: dict[Action, ActionInfo] = {
     Action.ENABLE_DESTINATION_VOLUME: ActionInfo(
         "Enable Destination Volume", "Enable the destination volume",
         "Shut the host application down before you enable the destination volume. Ferry "
-        "removes the source's host access, so nothing writes to the old path by mistake."),
+        "removes the source's host access, so nothing writes to the old path by mistake.",
+        confirm_label="Enable destination volume", dismiss_label="Not yet"),
     Action.START_COPY: ActionInfo(
         "Start Copy", "Start copying",
         "Reconfigure the host application to use the destination volume before you start "
-        "the copy."),
+        "the copy.", confirm_label="Start copy", dismiss_label="Not yet"),
     Action.PAUSE: ActionInfo("Pause", "Pause the copy"),
     Action.RESUME: ActionInfo("Resume", "Resume the copy from its last checkpoint"),
     Action.CUTOVER: ActionInfo(
         "Cutover", "Cut over to the destination",
         "Cutover commits the import: the destination becomes the volume of record and the "
         "source is released. A group is complete only when every member is; a partial "
-        "cutover is retried until it succeeds."),
+        "cutover is retried until it succeeds.",
+        confirm_label="Cut over", dismiss_label="Not yet"),
     Action.CANCEL: ActionInfo(
         "Cancel", "Cancel, and roll back",
         "If the host was already reconfigured to the destination volume, shut the application "
@@ -120,7 +146,9 @@ ACTIONS: dict[Action, ActionInfo] = {
         force_note="Force cancel stops the import without rolling back the source: the "
         "destination is removed if it can be, but the source's host access is NOT restored "
         "(it stays read-only) and must be fixed by hand. What was skipped is recorded in the "
-        "audit trail. Type the session's name to confirm."),
+        "audit trail. Type the session's name to confirm.",
+        confirm_label="Cancel import", dismiss_label="Keep importing", destructive=True,
+        force_confirm_label="Force cancel import", force_dismiss_label="Keep importing"),
     Action.CLEANUP: ActionInfo(
         "Cleanup", "Clean up after a failed rollback",
         force_label="Force Cleanup",
@@ -128,7 +156,8 @@ ACTIONS: dict[Action, ActionInfo] = {
         "source's host access (it stays read-only, or the source is gone), records what it "
         "skipped in the audit trail, frees the import slot and ends the session Cancelled, "
         "so it can be deleted. Use it only for a source that cannot come back. Type the "
-        "session's name to confirm."),
+        "session's name to confirm.",
+        force_confirm_label="Force cleanup", force_dismiss_label="Don't force"),
     Action.DELETE: ActionInfo("Delete", "Delete a finished session's record", in_menu=False),
     Action.MODIFY_SCHEDULE: ActionInfo("Modify Schedule", "Change the schedule",
                                        in_menu=False),
@@ -148,6 +177,17 @@ class Job(StrEnum):
     CUTOVER = "cutover"
     CANCEL = "cancel"
     CLEANUP = "cleanup"
+
+
+# What the Jobs page calls each job, followed by the session's name.
+JOB_DESCRIPTIONS = {
+    Job.SETUP: "Set up the import of",
+    Job.ENABLE: "Enable the destination volume of",
+    Job.COPY: "Copy",
+    Job.CUTOVER: "Cut over",
+    Job.CANCEL: "Cancel and roll back",
+    Job.CLEANUP: "Clean up after",
+}
 
 
 class Event(StrEnum):
@@ -178,6 +218,9 @@ class StateInfo:
     volume_actions: frozenset[Action]
     group_actions: frozenset[Action]
     hint: str = ""  # the operator's next step, on the details page
+    # A session in this state raises an alert of this severity (None: no alert), cleared
+    # when it leaves the state (services.alerts).
+    alert: Severity | None = None
 
     @property
     def is_active(self) -> bool:
@@ -188,8 +231,9 @@ class StateInfo:
         return self.phase is Phase.TERMINAL
 
 
-def _info(value, label, tone, phase, volume=(), group=(), hint=""):
-    return StateInfo(value, label, tone, phase, frozenset(volume), frozenset(group), hint)
+def _info(value, label, tone, phase, volume=(), group=(), hint="", alert=None):
+    return StateInfo(value, label, tone, phase, frozenset(volume), frozenset(group), hint,
+                     alert)
 
 
 A = Action
@@ -215,35 +259,40 @@ STATES: dict[State, StateInfo] = {
               [A.RESUME, A.CANCEL], [A.RESUME, A.CANCEL]),
         _info(State.READY_FOR_CUTOVER, "Ready For Cutover", Tone.SUCCESS, Phase.WAITING,
               [A.CUTOVER, A.CANCEL], [A.CUTOVER, A.CANCEL],
-              hint="run Cutover (after an error: fix the cause, then retry Cutover)."),
+              hint="run Cutover (after an error: fix the cause, then retry Cutover).",
+              alert=Severity.INFO),
         _info(State.CUTOVER_IN_PROGRESS, "Cutover In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.IMPORT_COMPLETED, "Import Completed", Tone.SUCCESS, Phase.TERMINAL,
               [A.DELETE], [A.DELETE]),
         _info(State.IMPORT_COMPLETED_WITH_ERRORS, "Import Completed With Errors",
-              Tone.WARNING, Phase.TERMINAL, [], [A.DELETE]),
+              Tone.WARNING, Phase.TERMINAL, [], [A.DELETE], alert=Severity.MINOR),
         _info(State.IMPORT_CUTOVER_INCOMPLETE, "Import Cutover Incomplete", Tone.DANGER,
               Phase.WAITING, [], [A.CUTOVER, A.CANCEL],
-              hint="fix the cause, then retry Cutover (or cancel the members not completed)."),
+              hint="fix the cause, then retry Cutover (or cancel the members not completed).",
+              alert=Severity.MAJOR),
         _info(State.CANCEL_REQUIRED, "Cancel Required", Tone.DANGER, Phase.WAITING,
               [A.CANCEL], [A.CANCEL],
-              hint="cancel the import; fix the cause named above, then import again."),
+              hint="cancel the import; fix the cause named above, then import again.",
+              alert=Severity.CRITICAL),
         _info(State.CANCEL_IN_PROGRESS, "Cancel In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.CANCEL_FAILED, "Cancel Failed", Tone.DANGER, Phase.WAITING,
-              [A.CANCEL], [A.CANCEL], hint="fix the pool, then cancel again."),
+              [A.CANCEL], [A.CANCEL], hint="fix the pool, then cancel again.",
+              alert=Severity.MAJOR),
         _info(State.CANCELLED, "Cancelled", Tone.NEUTRAL, Phase.TERMINAL,
               [A.DELETE], [A.DELETE]),
         _info(State.CLEANUP_REQUIRED, "Cleanup Required", Tone.DANGER, Phase.WAITING,
               [A.CLEANUP], [A.CLEANUP],
               hint="make the source reachable, then run Cleanup. An admin can force cleanup "
-                   "for a source that is gone for good."),
+                   "for a source that is gone for good.", alert=Severity.MAJOR),
         _info(State.CLEANUP_IN_PROGRESS, "Cleanup In Progress", Tone.INFO, Phase.ACTIVE),
         _info(State.CLEANUP_FAILED, "Cleanup Failed", Tone.DANGER, Phase.WAITING,
               [A.CLEANUP], [A.CLEANUP],
               hint="make the source reachable, then run Cleanup again. An admin can force "
-                   "cleanup for a source that is gone for good."),
+                   "cleanup for a source that is gone for good.", alert=Severity.MAJOR),
         _info(State.FAILED, "Failed", Tone.DANGER, Phase.WAITING,
               [A.CANCEL, A.DELETE], [A.CANCEL, A.DELETE],
-              hint="cancel (or delete) the session, fix the source, then import again."),
+              hint="cancel (or delete) the session, fix the source, then import again.",
+              alert=Severity.CRITICAL),
     )
 }
 
@@ -253,6 +302,11 @@ S = State
 NEEDS_ATTENTION = frozenset({S.FAILED, S.CANCEL_REQUIRED, S.CANCEL_FAILED, S.CLEANUP_REQUIRED,
                              S.CLEANUP_FAILED, S.IMPORT_CUTOVER_INCOMPLETE})
 ACTIVE = frozenset(state for state, state_info in STATES.items() if state_info.is_active)
+# Waiting on an operator's next step, with nothing wrong (Paused, Ready To Enable
+# Destination Volume, Ready To Start Copy): the top bar's "waiting" count. Ready For
+# Cutover has a count of its own, and what went wrong needs attention instead.
+WAITING = frozenset(state for state, state_info in STATES.items()
+                    if state_info.phase is Phase.WAITING) - NEEDS_ATTENTION - {S.READY_FOR_CUTOVER}
 # A session holds an import slot from admission until it ends (Failed frees it: no copy ran).
 RELEASES_SLOT = frozenset(
     {state for state, state_info in STATES.items() if state_info.is_terminal} | {S.FAILED})

@@ -22,6 +22,19 @@ class MenuEntry:
     note: str
     url: str = ""
     manual_step: str = ""  # done by hand and confirmed in the dialog (source_access)
+    # The dialog's buttons, named by what they do (states.ActionInfo).
+    confirm_label: str = ""
+    dismiss_label: str = ""
+    destructive: bool = False
+
+
+def _buttons(action_info: states.ActionInfo, forced: bool = False) -> dict:
+    if forced:
+        return {"confirm_label": action_info.force_confirm_label,
+                "dismiss_label": action_info.force_dismiss_label, "destructive": True}
+    return {"confirm_label": action_info.confirm_label,
+            "dismiss_label": action_info.dismiss_label,
+            "destructive": action_info.destructive}
 
 
 def action_menu(session, user) -> list[MenuEntry]:
@@ -46,7 +59,8 @@ def action_menu(session, user) -> list[MenuEntry]:
         entries.append(MenuEntry(action.value, action_info.label, not reason, reason,
                                  action_info.confirm,
                                  MANUAL_ENABLE_NOTE if manual_step else action_info.note,
-                                 url.format(action=action.value), manual_step))
+                                 url.format(action=action.value), manual_step,
+                                 **_buttons(action_info)))
     return entries
 
 
@@ -65,7 +79,8 @@ def _manual_step(session, action) -> str:
 def bulk_menu() -> list[MenuEntry]:
     """Bulk actions: every menu action; each selected session is checked on its own."""
     return [MenuEntry(action.value, states.ACTIONS[action].label, True, "",
-                      states.ACTIONS[action].confirm, states.ACTIONS[action].note)
+                      states.ACTIONS[action].confirm, states.ACTIONS[action].note,
+                      **_buttons(states.ACTIONS[action]))
             for action in states.MENU_ACTIONS]
 
 
@@ -75,7 +90,8 @@ def forced_entries(session, user) -> list[MenuEntry]:
         return []
     url = reverse("importer:session-action", args=[session.pk, "ACTION"])
     return [MenuEntry(action.value, states.ACTIONS[action].force_label, True, "", True,
-                      states.ACTIONS[action].force_note, url.replace("ACTION", action.value))
+                      states.ACTIONS[action].force_note, url.replace("ACTION", action.value),
+                      **_buttons(states.ACTIONS[action], forced=True))
             for action in states.MENU_ACTIONS
             if action in states.forceable_actions(session.kind, session.state)]
 
@@ -193,3 +209,28 @@ def cancel_host_step(session) -> str:
     steps = {event.details.get("host_step") for event in events
              if isinstance(event.details, dict)}
     return " ".join(sorted(step for step in steps if step))
+
+
+def delete_call(session, request) -> str:
+    """Deleting a finished session's record is REST-only (spec): the call, ready to paste,
+    for a session whose state allows it; "" otherwise."""
+    if session.is_member or states.Action.DELETE not in session.allowed_actions:
+        return ""
+    url = request.build_absolute_uri(reverse("api:import-session-detail", args=[session.pk]))
+    return f'curl -X DELETE -H "Authorization: Token $FERRY_TOKEN" {url}'
+
+
+# Deleting an inventory record: the same dialog as the Import Actions, with buttons named
+# by what they do. {name} is the record's name.
+INVENTORY_DELETES = {
+    "remote_system": {
+        "title": "Delete remote system?",
+        "note": "Ferry forgets {name} and what was discovered on it. Nothing on the system "
+                "itself changes; you can add it again and rediscover it.",
+        "confirm_label": "Delete remote system", "dismiss_label": "Keep it"},
+    "host": {
+        "title": "Delete host?",
+        "note": "Ferry forgets {name} and its initiators. A host mapped to a volume or used "
+                "by an unfinished import cannot be deleted.",
+        "confirm_label": "Delete host", "dismiss_label": "Keep it"},
+}

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection, transaction
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Max, Prefetch, Q, Sum
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -37,6 +37,11 @@ SORTS = {"name": "name", "-name": "-name", "state": "state", "-state": "-state",
          "created": "created", "-created": "-created",
          "updated": "last_update_timestamp", "-updated": "-last_update_timestamp",
          "progress": "progress_percentage", "-progress": "-progress_percentage"}
+# The Sort select of the Imports page (the columns no longer sort: they must fit 1280 px).
+SORT_CHOICES = [("-created", "Newest first"), ("created", "Oldest first"),
+                ("name", "Name A–Z"), ("-name", "Name Z–A"), ("state", "State"),
+                ("-progress", "Most progress"), ("progress", "Least progress"),
+                ("-updated", "Recently updated")]
 _RELATED = ("remote_system", "source_volume", "source_group", "destination_volume",
             "destination_volume_group", "storage_node")
 
@@ -54,6 +59,7 @@ def _htmx_response(request, response):
 @require_GET
 def session_list(request):
     sort = request.GET.get("sort", "-created")
+    sort = sort if sort in SORTS else "-created"
     # Members are rendered for expanded groups only (they ask for them): the page stays
     # 50 rows however large the groups are. The API's filters, so both agree.
     found = filters.ImportSessionFilter(
@@ -66,7 +72,9 @@ def session_list(request):
                "all_states": states.STATES.values(), "filters": _filters(request),
                "nodes": list(StorageNode.objects.values_list("pk", "name")),
                "chosen_node": chosen.get("storage_node"),
-               "bulk_menu": ui.bulk_menu()}
+               "bulk_menu": ui.bulk_menu(), "sort_choices": SORT_CHOICES,
+               "session_set_token": _session_set_token(),
+               "has_systems": RemoteSystem.objects.exists}  # asked only by an empty list
     template = "importer/session_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#session-table"
@@ -99,6 +107,17 @@ def _render_row(request, pk):
 
 @login_required
 @require_GET
+def session_summary(request, pk):
+    """The details slide-out of the Imports page: the details page's summary partial."""
+    session = get_object_or_404(_sessions(), pk=pk)
+    events = session.events.select_related("actor").order_by("-timestamp", "-id")[:20]
+    return _htmx_response(request, render(
+        request, "importer/session_detail.html#session-summary",
+        {"session": session, "events": events}))
+
+
+@login_required
+@require_GET
 def session_detail(request, pk):
     return _render_detail(request, pk)
 
@@ -113,7 +132,10 @@ def _render_detail(request, pk):
                "source_access": source_access.describe(session),
                "manual_step": source_access.manual_step(session),
                "frontends": ui.host_access_panels(session, request.user),
-               "host_step": ui.cancel_host_step(session)}
+               "host_step": ui.cancel_host_step(session),
+               "delete_call": ui.delete_call(session, request),
+               "may_reschedule": states.Action.MODIFY_SCHEDULE in session.allowed_actions
+               and request.user.has_perm(roles.OPERATE)}
     template = "importer/session_detail.html"
     if request.htmx and not request.htmx.boosted:
         template += "#detail-panel"
@@ -165,7 +187,47 @@ def session_action(request, pk, action):
                                 {"level": toast[0], "message": toast[1]})
 
 
+@login_required
+@require_POST
+def session_schedule(request, pk):
+    """Change a Scheduled import's start time (services.modify_schedule, audited)."""
+    session = get_object_or_404(ImportSession, pk=pk)
+    form = forms.ScheduleForm(request.POST)
+    if not form.is_valid():
+        problems = " ".join(p for errors in form.errors.values() for p in errors)
+        messages.error(request, f"The schedule was not changed: {problems}")
+    else:
+        try:
+            services.modify_schedule(pk, form.cleaned_data["scheduled_at"],
+                                     actor=services.Actor.of(request))
+        except FerryError as error:
+            messages.error(request, f"The schedule was not changed: {error.message}")
+        else:
+            when = form.cleaned_data["scheduled_at"].strftime("%Y-%m-%d %H:%M")
+            messages.success(request, f"{session.name} now starts at {when} UTC.")
+    return redirect("importer:session-detail", pk=pk)
+
+
 BULK_LIMIT = 200
+
+
+def _session_set_token() -> str:
+    """What changes when an import is created or deleted anywhere (API, another operator):
+    one aggregate query, cheap enough to poll."""
+    found = ImportSession.objects.filter(parent_session__isnull=True).aggregate(
+        count=Count("pk"), top=Max("pk"), ids=Sum("pk"))
+    return f"{found['count']}-{found['top'] or 0}-{found['ids'] or 0}"
+
+
+@login_required
+@require_GET
+def session_changes(request):
+    """The open list's watcher: asks the page to refresh its table when the set of
+    imports is not the one it shows (rows poll for their own changes)."""
+    response = HttpResponse(status=204)
+    if request.GET.get("token") != _session_set_token():
+        trigger_client_event(response, "ferry:refresh-table")
+    return _htmx_response(request, response)
 
 
 @login_required
@@ -254,10 +316,14 @@ def healthz(request):
 
 _FIELD_STEPS = {"name": "options", "source_resource_id": "resources", "host_ids": "hosts",
                 "scheduled_timestamp": "options", "throttle_bytes_per_second": "options",
-                "storage_node": "options"}
+                "storage_node": "options", "description": "options",
+                "volume_group_name": "options", "consistency_group_member_host_ids": "hosts"}
 _FORM_FIELDS = {"source_resource_id": "resources", "host_ids": "hosts",
                 "scheduled_timestamp": "scheduled_at",
                 "throttle_bytes_per_second": "throttle_mbps"}
+# The service's errors about one group, shown next to that group's own fields.
+_GROUP_FORM_FIELDS = {"volume_group_name": "volume_group_name_{group}",
+                      "consistency_group_member_host_ids": "hosts_mode_{group}"}
 
 
 @login_required
@@ -273,10 +339,22 @@ def import_create(request):
         return _wizard(request, _step_form(request, forms.WIZARD_STEPS[position - 1]))
     form = forms.ImportWizardForm(request.POST, step=step)
     if not form.is_valid():
-        return _wizard(request, form)
+        return _wizard(request, _at_first_error(request, form))
     if step != "review":
         return _wizard(request, _step_form(request, forms.WIZARD_STEPS[position + 1]))
     return _create_imports(request, form)
+
+
+def _at_first_error(request, form):
+    """The form again at the earliest step with an error (a host deleted since the hosts
+    step is told there, not at Review)."""
+    steps = [forms.step_of(name) for name in form.errors if name != "__all__"]
+    first = min(steps, key=forms.WIZARD_STEPS.index, default=form.step)
+    if first == form.step:
+        return form
+    earlier = forms.ImportWizardForm(request.POST, step=first)
+    earlier.is_valid()
+    return earlier
 
 
 def _step_form(request, step):
@@ -289,27 +367,29 @@ def _create_imports(request, form):
     data = form.cleaned_data
     rows = {row["id"]: row["name"] for row in forms.resource_rows(data["remote_system"].pk)}
     resources = data["resources"]
+    groups = {str(group.pk): group for group in form.groups}
     actor = services.Actor.of(request)
+    created, rid = [], None
     try:
         with transaction.atomic():  # several resources: all are created, or none
-            created = [services.create_import(
-                name=data["name"] if len(resources) == 1 else f"{data['name']} {rows[rid]}",
-                source_resource_id=rid, remote_system_id=data["remote_system"].pk,
-                host_ids=[host.pk for host in data["hosts"]],
-                automatic_cutover=data["automatic_cutover"],
-                scheduled_timestamp=form.scheduled_timestamp,
-                throttle_bytes_per_second=form.throttle_bytes_per_second,
-                storage_node_id=data["storage_node"].pk if data["storage_node"] else None,
-                actor=actor)
-                for rid in resources]
+            for rid in resources:
+                group = groups.get(rid)
+                created.append(services.create_import(
+                    name=data["name"] if len(resources) == 1 else f"{data['name']} {rows[rid]}",
+                    description=data["description"],
+                    source_resource_id=rid, remote_system_id=data["remote_system"].pk,
+                    host_ids=[host.pk for host in data["hosts"]],
+                    consistency_group_member_host_ids=(
+                        form.member_host_ids(group) if group else []),
+                    volume_group_name=data[f"volume_group_name_{rid}"] if group else None,
+                    automatic_cutover=data["automatic_cutover"],
+                    scheduled_timestamp=form.scheduled_timestamp,
+                    throttle_bytes_per_second=form.throttle_bytes_per_second,
+                    storage_node_id=data["storage_node"].pk if data["storage_node"] else None,
+                    actor=actor))
     except ValidationError as error:
-        first = next(iter(error.field_errors))
-        retry = forms.ImportWizardForm(request.POST, step=_FIELD_STEPS.get(first, "review"))
-        retry.is_valid()
-        for field, messages_ in error.field_errors.items():
-            retry.add_error(_FORM_FIELDS.get(field, field) if field in _FIELD_STEPS or
-                            field in retry.fields else None, messages_)
-        return _wizard(request, retry)
+        return _wizard(request, _with_service_errors(request, error, rid if rid in groups
+                                                     else None))
     messages.success(request, f"Created {len(created)} import{'s' if len(created) > 1 else ''}: "
                               f"{', '.join(s.name for s in created)}.")
     target = reverse("importer:session-list")
@@ -318,10 +398,25 @@ def _create_imports(request, form):
     return redirect(target)
 
 
+def _with_service_errors(request, error, group_id):
+    """The wizard at the step of the service's first error, each next to its field."""
+    first = next(iter(error.field_errors))
+    retry = forms.ImportWizardForm(request.POST, step=_FIELD_STEPS.get(first, "review"))
+    retry.is_valid()
+    for field, messages_ in error.field_errors.items():
+        if group_id and field in _GROUP_FORM_FIELDS:
+            target = _GROUP_FORM_FIELDS[field].format(group=group_id)
+        elif field in _FIELD_STEPS or field in retry.fields:
+            target = _FORM_FIELDS.get(field, field)
+        else:
+            target = None
+        retry.add_error(target if target in retry.fields else None, messages_)
+    return retry
+
+
 def _wizard(request, form):
-    step_fields = forms.STEP_FIELDS[form.step]
-    carried = [(name, value) for name in forms.ImportWizardForm.base_fields
-               if name not in step_fields for value in request.POST.getlist(name)]
+    carried = [(name, value) for name in form.fields if forms.step_of(name) != form.step
+               for value in request.POST.getlist(name)]
     context = {"form": form, "step": form.step, "steps": forms.WIZARD_STEPS,
                "step_number": forms.WIZARD_STEPS.index(form.step) + 1, "carried": carried,
                "rows": forms.resource_rows(form.system_id), "review": _review(request, form),
@@ -345,9 +440,27 @@ def _review(request, form) -> dict:
     return {"storage_node": node.name if node else "automatic: the node with the most room",
             "system": system, "resources": [names.get(r, r) for r in data.getlist("resources")],
             "hosts": [host.name for host in hosts], "name": data.get("name", ""),
+            "description": data.get("description", ""), "groups": _review_groups(data, form),
             "start": f"{data.get('scheduled_at')} UTC" if later else "now",
             "automatic_cutover": bool(data.get("automatic_cutover")),
             "throttle": f"{data['throttle_mbps']} MB/s" if data.get("throttle_mbps") else "none"}
+
+
+def _review_groups(data, form) -> list[dict]:
+    """Each chosen group: its volume group's name and each member volume's hosts."""
+    names = dict(Host.objects.values_list("pk", "name"))
+
+    def host_names(field):
+        return [names[int(h)] for h in data.getlist(field) if h.isdigit() and int(h) in names]
+
+    review = []
+    for group in form.groups:
+        each = data.get(f"hosts_mode_{group.pk}") == "each"
+        members = [(volume.name, host_names(f"member_hosts_{volume.pk}" if each else "hosts"))
+                   for volume in group.volumes.all()]
+        review.append({"name": group.name, "members": members, "per_member": each,
+                       "volume_group": data.get(f"volume_group_name_{group.pk}", "")})
+    return review
 
 
 def _forbidden(request, message):
@@ -457,6 +570,18 @@ def host_edit(request, pk=None):
             messages.success(request, f"Saved host {saved.name}.")
             return redirect("importer:host-list")
     return render(request, "importer/host_form.html", {"form": form, "host": host})
+
+
+@login_required
+@require_POST
+def host_delete(request, pk):
+    try:
+        host = get_object_or_404(Host, pk=pk)
+        services.delete_host(pk, actor=services.Actor.of(request))
+        messages.success(request, f"Host {host.name} deleted.")
+    except FerryError as error:
+        messages.error(request, error.message)
+    return redirect("importer:host-list")
 
 
 # --- Storage nodes ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from importer.models import (
     Volume,
     VolumeGroup,
 )
-from importer.services import samples
+from importer.services import alerts, job_records, samples
 from tests.conftest import (
     RemoteSystemFactory,
     discovered_system,
@@ -76,6 +76,9 @@ def one_of_each(operator_actor):
     IdempotencyRecord.objects.create(user=operator_actor.user, key="k-1", method="POST",
                                      path="/api/v1/import_session", request_hash="0" * 64,
                                      status_code=201, response_body={"id": session.pk})
+    failed = make_session("volume", "Failed", name="vol-failed")
+    alerts.session_entered(failed, "Failed")
+    job_records.session_job_queued(session, "copy")
     return session
 
 

@@ -57,7 +57,8 @@ def test_the_wizard_creates_an_import_per_resource(client, operator, demo, enque
     volume = demo.source_volumes.get(identifier="db.img")
     group = demo.source_groups.get()
     response = _walk(client, demo, [str(volume.pk), str(group.pk)], hosts=[host.pk],
-                     automatic_cutover="on", throttle_mbps="50")
+                     automatic_cutover="on", throttle_mbps="50",
+                     **{f"volume_group_name_{group.pk}": "cg"})
     assert response.status_code == 302 and response["Location"] == "/"
     sessions = ImportSession.objects.filter(parent_session__isnull=True).order_by("name")
     assert [s.name for s in sessions] == ["nightly cg", "nightly db.img"]

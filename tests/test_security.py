@@ -252,7 +252,7 @@ def test_the_dashboard_and_the_admin_run_under_the_content_security_policy(page,
     page.on("request", lambda r: polls.append(r.url) if "/row/" in r.url else None)
     page.wait_for_timeout(2500)  # longer than a row's poll interval
     assert polls == []  # rows wait while a dialog is open, with no trigger filter
-    page.locator("#confirm-modal .modal-footer").get_by_text("Close").click()
+    page.locator("#confirm-modal .modal-footer").get_by_text("Keep importing").click()
     expect(page.locator("#confirm-modal")).to_be_hidden()
 
     page.goto(f"{live_server.url}{reverse('importer:session-detail', args=[copying.pk])}")

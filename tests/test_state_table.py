@@ -108,3 +108,16 @@ def test_a_group_state_is_derived_from_its_members(members, expected):
 def test_a_group_needs_members():
     with pytest.raises(ValueError):
         states.derive_group_state([])
+
+
+@pytest.mark.parametrize("action", [a for a in Action if states.ACTIONS[a].confirm])
+def test_every_confirmed_action_names_its_dialog_buttons(action):
+    declared = states.ACTIONS[action]
+    assert declared.confirm_label and declared.dismiss_label
+    assert declared.confirm_label not in ("OK", "Confirm", "Cancel")
+
+
+@pytest.mark.parametrize("action", sorted(states.FORCEABLE_ACTIONS))
+def test_every_forced_action_names_its_dialog_buttons(action):
+    declared = states.ACTIONS[action]
+    assert declared.force_confirm_label and declared.force_dismiss_label

@@ -192,6 +192,9 @@ class MemberSessionSerializer(serializers.ModelSerializer):
     source_resource_id = serializers.UUIDField(read_only=True)
     source_resource_type = serializers.ChoiceField(choices=DestinationType.choices,
                                                    read_only=True)
+    volume_group_name = serializers.CharField(
+        read_only=True, help_text="A group: the destination volume group's name, created "
+                                  "at setup; empty for a volume.")
     destination_resource_id = serializers.IntegerField(read_only=True, allow_null=True)
     host_ids = HostIdsField(source="listed_hosts", read_only=True,
                             help_text="Hosts the destination is mapped to.")
@@ -210,7 +213,8 @@ class MemberSessionSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "type", "state", "state_label",
                   "allowed_actions", "remote_system", "storage_node", "source_resource_id",
                   "source_resource_type", "destination_resource_id",
-                  "destination_resource_type", "parent_session", "host_ids",
+                  "destination_resource_type", "volume_group_name", "parent_session",
+                  "host_ids",
                   "progress_percentage", "copied_bytes", "total_bytes",
                   "average_transfer_rate", "current_transfer_rate", "host_read_rate",
                   "host_write_rate",
@@ -219,6 +223,17 @@ class MemberSessionSerializer(serializers.ModelSerializer):
                   "source_unmap_confirmed_at", "source_unmap_confirmed_by", "manual_step",
                   "created", "last_update_timestamp"]
         read_only_fields = fields
+        extra_kwargs = {  # what the figures mean (README, "The data mover")
+            "current_transfer_rate": {"help_text": (
+                "Data actually moved per second (holes and zero chunks skipped do not "
+                "count), smoothed; 0 unless copying. A group: its copying members' sum.")},
+            "average_transfer_rate": {"help_text": (
+                "Data moved over the time spent copying, bytes/s. A group: its members' "
+                "sum.")},
+            "estimated_completion_timestamp": {"help_text": (
+                "When the copy should end; null unless copying, and until the first "
+                "measurement after a start or resume. A group: its last member's.")},
+        }
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text=(
         "Where Ferry cannot change the source's host access (an NBD server): the step the "
@@ -297,6 +312,13 @@ class ImportSessionDetailSerializer(ImportSessionSerializer):
                  if key not in SECRET_ACCESS_FIELDS} for entry in access]
 
 
+class MemberHostsSerializer(serializers.Serializer):
+    source_volume_id = serializers.UUIDField(help_text="A member volume of the group.")
+    host_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=1000,
+        help_text="Its destination's hosts (empty: none).")
+
+
 class ImportSessionCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -306,7 +328,18 @@ class ImportSessionCreateSerializer(serializers.Serializer):
         help_text="A source volume's or consistency group's id.")
     host_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False,
-        default=list, max_length=1000)
+        default=list, max_length=1000,
+        help_text="Hosts the destination is mapped to; for a consistency group, each member "
+                  "volume not in consistency_group_member_host_ids.")
+    consistency_group_member_host_ids = MemberHostsSerializer(
+        many=True, required=False, default=list, max_length=1000,
+        help_text="A consistency group: the hosts of each member volume that are not "
+                  "host_ids. As PowerStore's, by source volume id instead of volume_wwn.")
+    volume_group_name = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=255,
+        help_text="A consistency group: the name of the destination volume group Ferry "
+                  "creates at setup (PowerStore's volume_group_id names an existing one). "
+                  "Unique; default: the source group's name, with -2, -3... when taken.")
     automatic_cutover = serializers.BooleanField(required=False, default=False)
     scheduled_timestamp = serializers.DateTimeField(required=False, allow_null=True,
                                                     default=None)

@@ -243,6 +243,8 @@ class ImportSessionViewSet(mixins.DestroyModelMixin, ReadOnlyViewSet):
             name=data["name"], description=data["description"],
             remote_system_id=data["remote_system"],
             source_resource_id=data["source_resource_id"], host_ids=data["host_ids"],
+            consistency_group_member_host_ids=data["consistency_group_member_host_ids"],
+            volume_group_name=data["volume_group_name"],
             automatic_cutover=data["automatic_cutover"],
             scheduled_timestamp=data["scheduled_timestamp"],
             throttle_bytes_per_second=data["throttle_bytes_per_second"],

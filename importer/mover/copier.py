@@ -49,6 +49,7 @@ class Checkpoint:
     end: int
     chunk_size: int
     digests: list[str] = field(default_factory=list)
+    moved: int = 0  # bytes read and written: holes and zero chunks in the range are not
 
 
 @dataclass
@@ -138,7 +139,7 @@ class _Copy:
                 due = (written_since >= self.plan.checkpoint_bytes
                        or time.monotonic() - last_checkpoint >= self.plan.checkpoint_seconds)
                 if due or reason or position >= end or self._past_deadline():
-                    self._checkpoint(segment_start, position)
+                    self._checkpoint(segment_start, position, written_since)
                     segment_start, last_checkpoint = position, time.monotonic()
                     written_since = 0
                     if reason:
@@ -147,7 +148,7 @@ class _Copy:
                         return CopyOutcome(position, False, "slice_done")
             return CopyOutcome(position, True)
         except _Stopped as stop:
-            self._checkpoint(segment_start, position)
+            self._checkpoint(segment_start, position, written_since)
             return CopyOutcome(position, False, stop.reason)
         finally:
             # Chunks read or written ahead but not checkpointed are simply copied again.
@@ -357,7 +358,7 @@ class _Copy:
     def _past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _checkpoint(self, start: int, end: int) -> None:
+    def _checkpoint(self, start: int, end: int, moved: int = 0) -> None:
         if end <= start:
             return
         try:
@@ -367,7 +368,7 @@ class _Copy:
         digests = [item.result() if isinstance(item, Future) else item
                    for item in self.pending]
         self.pending = []
-        self.on_checkpoint(Checkpoint(start, end, self.plan.chunk_size, digests))
+        self.on_checkpoint(Checkpoint(start, end, self.plan.chunk_size, digests, moved))
 
 
 def _write_kind(error: OSError) -> str:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from importer import roles, states
 from importer.errors import ActionNotAllowed, ValidationError
 from importer.models import ImportSession
-from importer.services import source_access
+from importer.services import alerts, source_access
 from importer.services.common import Actor
 from importer.services.imports import check_import_options
 from importer.services.transitions import lock, move, record, refresh_group
@@ -102,6 +102,7 @@ def delete_import(session_id: int, *, actor: Actor) -> None:
         session = lock(session_id)
         _check_allowed(session, Action.DELETE)
         record(session, Action.DELETE, actor, session.state, "")
+        alerts.session_deleted(session.pk)
         session.delete()
 
 

@@ -22,7 +22,7 @@ from importer.models import (
     SourceVolume,
     SystemStatus,
 )
-from importer.services import dispatch
+from importer.services import alerts, dispatch, job_records
 from importer.services.common import SYSTEM, Actor, audit_change, get_object
 from importer.states import UNFINISHED, State
 from importer.validation import check_initiators, name_problem
@@ -125,6 +125,7 @@ def request_discovery(system_id: int, *, actor: Actor) -> RemoteSystem:
             raise InUse(f"A discovery of {system.name} is already running.",
                         remote_system=system.name)
         audit_change("discover_requested", actor, f"remote system {system.name}")
+        job_records.discovery_queued(system)
         transaction.on_commit(partial(_send_discovery, system.pk))
     system.refresh_from_db()
     return system
@@ -135,18 +136,30 @@ def _send_discovery(system_id: int) -> None:
     seconds = settings.FERRY_DISCOVERY_SECONDS
     if not dispatch.send(DISCOVERY_TASK, system_id, soft_time_limit=seconds,
                          time_limit=seconds + 30):
+        message = ("Discovery could not be queued: the broker is unreachable. Try again once "
+                   "it is back.")
         RemoteSystem.objects.filter(pk=system_id, status=SystemStatus.DISCOVERING).update(
-            status=SystemStatus.UNKNOWN,
-            status_message="Discovery could not be queued: the broker is unreachable. "
-                           "Try again once it is back.")
+            status=SystemStatus.UNKNOWN, status_message=message)
+        job_records.discovery_ended(system_id, error=SourceError("broker_unreachable",
+                                                                 message))
 
 
 def run_discovery(system_id: int) -> None:
-    """The discovery job. Its outcome is on the system (status, message) and audited."""
+    """The discovery job. Its outcome is on the system (status, message) and audited,
+    and on its job record."""
+    job_records.discovery_started(system_id)
     try:
-        discover_remote_system(system_id, actor=SYSTEM)
-    except (SourceError, NotFound):
-        pass  # recorded on the system by discover_remote_system, or the system is gone
+        system = discover_remote_system(system_id, actor=SYSTEM)
+    except (SourceError, NotFound) as error:
+        # Recorded on the system by discover_remote_system, or the system is gone.
+        job_records.discovery_ended(system_id, error=error)
+        return
+    except Exception as error:
+        job_records.discovery_ended(system_id, error=error)
+        raise
+    job_records.discovery_ended(
+        system_id, step=f"Found {system.source_volumes.count()} volume(s) and "
+                        f"{system.source_groups.count()} group(s)")
 
 
 def discovery_timed_out(system_id: int) -> None:
@@ -154,15 +167,21 @@ def discovery_timed_out(system_id: int) -> None:
     error = SourceError("discovery_timeout", f"Discovery did not finish within {seconds} s; "
                         "the source may not be answering.", seconds=seconds)
     _mark_unreachable(get_object(RemoteSystem, system_id), error, SYSTEM)
+    job_records.discovery_ended(system_id, error=error)
 
 
 def expire_lost_discoveries(now) -> int:
     """A discovery whose worker died never reports: say so, so it can be asked again."""
     lost_before = now - timedelta(seconds=settings.FERRY_DISCOVERY_SECONDS + 60)
-    lost = RemoteSystem.objects.filter(status=SystemStatus.DISCOVERING,
-                                       discovery_requested_at__lt=lost_before)
-    return lost.update(status=SystemStatus.UNREACHABLE,
-                       status_message="Discovery was lost (its worker stopped); run it again.")
+    lost = list(RemoteSystem.objects.filter(status=SystemStatus.DISCOVERING,
+                                            discovery_requested_at__lt=lost_before))
+    message = "Discovery was lost (its worker stopped); run it again."
+    for system in lost:
+        RemoteSystem.objects.filter(pk=system.pk, status=SystemStatus.DISCOVERING).update(
+            status=SystemStatus.UNREACHABLE, status_message=message)
+        job_records.discovery_ended(system.pk, error=SourceError("discovery_lost", message))
+        alerts.system_unreachable(system, message)
+    return len(lost)
 
 
 def _mark_unreachable(system: RemoteSystem, error: SourceError, actor: Actor,
@@ -171,6 +190,7 @@ def _mark_unreachable(system: RemoteSystem, error: SourceError, actor: Actor,
     RemoteSystem.objects.filter(pk=system.pk).update(
         status=SystemStatus.UNREACHABLE, status_message=error.message[:500],
         last_health_check=timezone.now(), latency_ms=None)
+    alerts.system_unreachable(system, error.message)
     reason = f"{system.name} is unreachable: {error.message}"[:500]
     for sources in (system.source_volumes, system.source_groups):
         sources.filter(importable_criteria=ImportableCriteria.READY).update(
@@ -245,6 +265,7 @@ def discover_remote_system(system_id: int, *, actor: Actor) -> RemoteSystem:
         system.status, system.status_message = SystemStatus.OK, ""
         system.last_discovery_timestamp = now
         system.save(update_fields=["status", "status_message", "last_discovery_timestamp"])
+        alerts.system_reachable(system)
         audit_change("discover", actor, f"remote system {system.name}",
                       {"volumes": len(seen), "groups": len(groups)})
     return system

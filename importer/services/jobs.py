@@ -15,7 +15,7 @@ from importer.drivers import get_driver
 from importer.errors import FerryError, SourceError
 from importer.frontend.server import plugin_available
 from importer.models import HostVolumeMapping, ImportSession, Volume, VolumeGroup
-from importer.services import dispatch, frontends, leases, source_access
+from importer.services import dispatch, frontends, job_records, leases, source_access
 from importer.services.common import NAME_MAX, jsonable
 from importer.services.transitions import advance
 from importer.states import Event, Job, State
@@ -51,14 +51,17 @@ def leased(job: Job):
             lease_id = leases.new_lease_id()
             if not leases.acquire(session_id, job, lease_id, wait=leases.wait_for_release()):
                 return
+            record_id = job_records.session_job_started(session_id, job)
             try:
                 with leases.Heartbeat(session_id, lease_id):
                     operation(_load(session_id), lease_id)
             except Exception as error:
+                job_records.job_attempt_failed(record_id, error)
                 _give_up_if_it_keeps_failing(session_id, job, error)
                 raise
             finally:
                 leases.release(session_id, lease_id)
+            job_records.job_finished(record_id)
         return run
     return decorate
 
@@ -112,8 +115,7 @@ def _create_destination(session: ImportSession, size: int) -> Volume:
         name=name, defaults={"size": size, "location": str(location), "is_read_only": True,
                              "volume_group": _destination_group(session),
                              "storage_node_id": session.storage_node_id})
-    hosts = (session.parent_session or session).hosts.all()
-    for host in hosts:
+    for host in session.hosts.all():  # a member has its own (services.imports)
         lun = HostVolumeMapping.objects.filter(host=host).count()
         HostVolumeMapping.objects.get_or_create(host=host, volume=volume,
                                                 defaults={"logical_unit_number": lun})
@@ -124,7 +126,8 @@ def _destination_group(session: ImportSession) -> VolumeGroup | None:
     group_session = session.parent_session
     if group_session is None:
         return None
-    name = f"import-{group_session.pk}-{group_session.source_group.name}"[:NAME_MAX]
+    name = (group_session.volume_group_name  # chosen at create; sessions from before, too
+            or f"import-{group_session.pk}-{group_session.source_group.name}"[:NAME_MAX])
     volume_group, _ = VolumeGroup.objects.get_or_create(name=name)
     ImportSession.objects.filter(pk=group_session.pk).update(
         destination_volume_group=volume_group)
@@ -184,6 +187,9 @@ def run_copy(session_id: int, *, handoff: str | None = None) -> str:
         copying_now = ImportSession.objects.filter(pk=session_id, pending_job=Job.COPY)
         return "busy" if copying_now.exists() else "not_copying"
     session = _load(session_id)
+    record_id = job_records.session_job_started(session_id, Job.COPY)
+    job_records.job_step(record_id, f"Copying from {session.progress_percentage}%",
+                         session.progress_percentage)
     outcome = "failed"
     try:
         ensure_destination_enabled(session)
@@ -199,7 +205,14 @@ def run_copy(session_id: int, *, handoff: str | None = None) -> str:
                 changes={"progress_percentage": 100, "current_transfer_rate": 0,
                          "estimated_completion_timestamp": None})
     elif outcome == "slice_done":
+        progress = (ImportSession.objects.filter(pk=session_id)
+                    .values_list("progress_percentage", flat=True).first() or 0)
+        job_records.job_step(record_id, f"Slice done at {progress}%; next slice queued",
+                             progress)
         dispatch.send_job(session_id, Job.COPY, lease_id)
+    elif outcome != "lease_lost":  # another worker goes on with the same record
+        # Stopped (a pause, a cancel): the session's move closed the record already.
+        job_records.job_finished(record_id, step=f"Stopped: {outcome}")
     return outcome
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from importer.models import ImportSession, NodeStatus, StorageNode
 from importer.pool import PoolReport
+from importer.services import alerts
 from importer.states import UNFINISHED
 from importer.ui import human_bytes
 
@@ -29,6 +30,9 @@ def report_node(report: PoolReport, *, name: str, queue: str, hostname: str = ""
         "free_bytes": report.free_bytes, "used_bytes": report.used_bytes,
         "status": status, "status_message": report.problem[:500],
         "last_heartbeat": timezone.now()})
+    if before != status or status == NodeStatus.HEALTHY:
+        # Healthy clears too: a node found silent (scheduler) comes back with its status.
+        alerts.node_status_changed(node, status, report.problem)
     if before != status:
         log.log(logging.WARNING if report.problem else logging.INFO,
                 "Storage node %s is %s%s", name, status,
@@ -40,6 +44,8 @@ def mark_node_stopped(name: str) -> None:
     """A worker that stops says so: its node is Offline at once, not after the threshold."""
     StorageNode.objects.filter(name=name).update(
         status=NodeStatus.OFFLINE, status_message="Its worker stopped.")
+    for node in StorageNode.objects.filter(name=name):
+        alerts.node_status_changed(node, NodeStatus.OFFLINE, node.status_message)
 
 
 def reserved_bytes() -> dict[int, int]:

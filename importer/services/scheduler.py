@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from importer import states
 from importer.models import IdempotencyRecord, ImportSession
-from importer.services import dispatch
+from importer.services import alerts, dispatch, job_records
 from importer.services.common import SYSTEM
 from importer.services.inventory import expire_lost_discoveries, request_health_checks
 from importer.services.samples import prune_transfer_samples
@@ -35,6 +35,8 @@ def scheduler_tick(now: datetime | None = None) -> dict:
     request_health_checks(timezone.now())
     IdempotencyRecord.objects.expired(now).delete()  # housekeeping for the API's retries
     prune_transfer_samples(now)  # and for the charts' history
+    alerts.check_silent_nodes(timezone.now())
+    job_records.prune(now)
     return {"started": len(due), "admitted": len(admitted), "resent": resent}
 
 
@@ -79,6 +81,7 @@ def _admit_queued() -> list[int]:
             # The setup job goes into the outbox with the slot, in one transaction.
             volume_sessions.filter(state=State.QUEUED).update(
                 admitted_timestamp=now, **dispatch.pending(Job.SETUP))
-            for volume_session_id in volume_sessions.values_list("pk", flat=True):
-                dispatch.send_job_on_commit(volume_session_id, Job.SETUP)
+            for volume_session in volume_sessions.only("pk", "name"):
+                job_records.session_job_queued(volume_session, Job.SETUP)
+                dispatch.send_job_on_commit(volume_session.pk, Job.SETUP)
     return [session.pk for session in waiting]

@@ -10,7 +10,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from importer import states
+from importer import figures, states
 from importer.errors import ActionNotAllowed, FerryError, NotFound
 from importer.models import (
     ImportableCriteria,
@@ -19,13 +19,18 @@ from importer.models import (
     SourceGroup,
     SourceVolume,
 )
-from importer.services import dispatch
+from importer.services import alerts, dispatch, job_records
 from importer.services.common import SYSTEM, Actor, jsonable
 from importer.states import Event, State
 
 log = logging.getLogger(__name__)
 
 _ERROR_STATES = frozenset(states.NEEDS_ATTENTION)
+
+# Any move clears the live figures: out of copying there is no current rate and no ETA,
+# and a copy that starts or resumes measures them afresh ("estimating…" until its first
+# checkpoint), never showing an ETA from before the pause.
+_FIGURES_CLEARED = {"current_transfer_rate": 0, "estimated_completion_timestamp": None}
 
 
 def lock(session_id) -> ImportSession:
@@ -49,7 +54,7 @@ def move(session: ImportSession, trigger: str, *, actor: Actor, changes=None,
         raise ActionNotAllowed(session.name, trigger, session.state, session.allowed_actions)
     job = None if session.is_group else states.ENTRY_JOBS.get(target)
     fields = {"state": target, "last_update_timestamp": timezone.now(),
-              **dispatch.pending(job), **(changes or {})}
+              **dispatch.pending(job), **_FIGURES_CLEARED, **(changes or {})}
     if error is not None:
         fields.update(error_code=error.code, error_message=error.message,
                       error_arguments=jsonable(error.arguments))
@@ -59,14 +64,28 @@ def move(session: ImportSession, trigger: str, *, actor: Actor, changes=None,
     if updated != 1:
         current = ImportSession.objects.filter(pk=session.pk).values_list("state", flat=True)
         raise ActionNotAllowed(session.name, trigger, current.first() or session.state, ())
-    from_state = session.state
+    from_state, left_job = session.state, session.pending_job
     for field, value in fields.items():
         setattr(session, field, value)
     record(session, trigger, actor, from_state, target, error, details)
+    if left_job:
+        job_records.session_job_left(session, left_job, trigger, error)
     if job:
+        job_records.session_job_queued(session, job)
         dispatch.send_job_on_commit(session.pk, job)
+    alerts.session_entered(session, target)
     _after_entering(session, target)
     return session
+
+
+def update_group_figures(group_id: int) -> None:
+    """The one place a group's progress, rates and ETA are derived from its members."""
+    members = list(ImportSession.objects.filter(parent_session_id=group_id).values(
+        "state", "copied_bytes", "total_bytes", "current_transfer_rate",
+        "average_transfer_rate", "estimated_completion_timestamp"))
+    if members:
+        ImportSession.objects.filter(pk=group_id).update(
+            **figures.group_figures(members, states.COPYING))
 
 
 def _after_entering(session: ImportSession, target: State) -> None:
@@ -99,15 +118,16 @@ def refresh_group(group_id: int, trigger: str, actor: Actor,
                   *, always_record: bool = False) -> ImportSession:
     """Re-derive a group's state from its members; record it if it changed."""
     group = ImportSession.objects.select_for_update().get(pk=group_id)
-    members = list(group.members.values("state", "copied_bytes", "error_code",
-                                        "error_message", "error_arguments"))
+    members = list(group.members.values("state", "error_code", "error_message",
+                                        "error_arguments"))
     derived = states.derive_group_state(m["state"] for m in members)
-    fields = {"copied_bytes": sum(m["copied_bytes"] for m in members)}
+    update_group_figures(group.pk)
     failed = next((m for m in members if m["error_code"]), None)
     if failed and derived in _ERROR_STATES:
-        fields.update(error_code=failed["error_code"], error_message=failed["error_message"],
-                      error_arguments=failed["error_arguments"])
-    ImportSession.objects.filter(pk=group.pk).update(**fields)
+        ImportSession.objects.filter(pk=group.pk).update(
+            error_code=failed["error_code"], error_message=failed["error_message"],
+            error_arguments=failed["error_arguments"])
+        group.error_message = failed["error_message"]  # for its alert
     if derived == group.state and not always_record:
         return group
     from_state = group.state
@@ -116,6 +136,7 @@ def refresh_group(group_id: int, trigger: str, actor: Actor,
     group.state = derived
     record(group, trigger, actor, from_state, derived)
     if derived != from_state:
+        alerts.session_entered(group, derived)
         _after_group_entering(group, derived)
     return group
 

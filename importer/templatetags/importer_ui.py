@@ -15,9 +15,11 @@ def status_badge(session):
 @register.inclusion_tag("importer/components/action_menu.html", takes_context=True)
 def action_buttons(context, session, target=None):
     user = context["request"].user
+    # A stable id per menu: htmx gives the focus back to it after a poll swaps the row.
+    toggle_id = f"actions-{session.pk}" if target is None else f"{target[1:]}-actions"
     return {"session": session, "entries": ui.action_menu(session, user),
             "forced": ui.forced_entries(session, user),
-            "target": target or f"#session-{session.pk}"}
+            "target": target or f"#session-{session.pk}", "toggle_id": toggle_id}
 
 
 @register.filter
@@ -38,14 +40,20 @@ def sparkline_points(rates):
                     for index, rate in enumerate(rates))
 
 
+ESTIMATING = "estimating…"
+
+
 @register.filter
 def eta(timestamp):
-    """How long until ``timestamp``, to the second when it is close: "in 45 s"."""
+    """How long until ``timestamp``, to the second when it is close: "in 45 s". None, or a
+    time already past, is no estimate: "estimating…", never "in 0 s"."""
     from django.utils import timezone
 
     if not timestamp:
-        return "—"
-    seconds = max(0, int((timestamp - timezone.now()).total_seconds()))
+        return ESTIMATING
+    seconds = int((timestamp - timezone.now()).total_seconds())
+    if seconds <= 0:
+        return ESTIMATING
     if seconds < 90:
         return f"in {seconds} s"
     if seconds < 5400:
@@ -81,3 +89,62 @@ def session_rate_card(session):
 
     return {"session": session, "rate_series": samples.session_series(session),
             "rate_live": not session.state_info.is_terminal}
+def current_rate(session):
+    """The rate shown now: only while the session copies (none once paused or ended)."""
+    return human_rate(session.current_transfer_rate) if session.is_copying else "—"
+
+
+@register.filter
+def session_eta(session):
+    return eta(session.estimated_completion_timestamp) if session.is_copying else "—"
+
+
+@register.filter
+def eta_clock(session):
+    """The estimated time of day, when there is an estimate still ahead; else ""."""
+    from django.utils import timezone
+    from django.utils.dateformat import format as date_format
+
+    timestamp = session.estimated_completion_timestamp
+    if not session.is_copying or not timestamp or timestamp <= timezone.now():
+        return ""
+    return date_format(timezone.localtime(timestamp), "H:i:s")
+
+
+def ago(timestamp, now=None) -> str:
+    """How long ago, the way people say it: "just now", "45 s ago", "3 min ago"."""
+    from django.utils import timezone
+
+    seconds = int(((now or timezone.now()) - timestamp).total_seconds())
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+    days = seconds // 86400
+    return f"{days} day{'s' if days > 1 else ''} ago"
+
+
+@register.simple_tag
+def time_ago(timestamp):
+    """A relative time with the absolute one on hover (title) and for machines (datetime)."""
+    from django.utils import timezone
+    from django.utils.dateformat import format as date_format
+    from django.utils.html import format_html
+
+    if not timestamp:
+        return "—"
+    local = timezone.localtime(timestamp)
+    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(),
+                       date_format(local, "Y-m-d H:i:s T"), ago(timestamp))
+
+
+@register.inclusion_tag("importer/components/confirmed_delete.html")
+def confirmed_delete(kind, record, url, disabled_reason=""):
+    """A Delete button that opens the confirmation dialog before its form is posted."""
+    texts = ui.INVENTORY_DELETES[kind]
+    return {"url": url, "name": record.name, "disabled_reason": disabled_reason,
+            **texts, "note": texts["note"].format(name=record.name)}

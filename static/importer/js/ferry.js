@@ -38,14 +38,55 @@
     if (!button.dataset.confirm) { post(button); return; }
     pending = button;
     bulkPending = null;
-    document.getElementById("confirm-title").textContent = button.dataset.label;
+    formPending = null;
+    nameDialog(button, "");
     document.getElementById("confirm-session").textContent = button.dataset.sessionName;
     document.getElementById("confirm-note").textContent = button.dataset.note;
     var forced = button.dataset.force === "true";
     document.getElementById("confirm-name-group").classList.toggle("d-none", !forced);
-    document.getElementById("confirm-name").value = "";
+    var name = document.getElementById("confirm-name");
+    name.value = "";
+    name.required = forced;
     showManualStep(button.dataset.manualStep || "");
-    document.getElementById("confirm-submit").textContent = button.dataset.label;
+    syncSubmit();
+    modal.show();
+  });
+  // The dialog's buttons say what they do (states.py declares the words): "Cancel import"
+  // and "Keep importing", never "Cancel" and "Close".
+  function nameDialog(button, suffix) {
+    var confirmLabel = button.dataset.confirmLabel || button.dataset.label;
+    document.getElementById("confirm-title").textContent = confirmLabel + suffix + "?";
+    var submit = document.getElementById("confirm-submit");
+    submit.textContent = confirmLabel;
+    submit.classList.toggle("btn-danger", button.dataset.destructive === "true");
+    submit.classList.toggle("btn-primary", button.dataset.destructive !== "true");
+    document.getElementById("confirm-dismiss").textContent =
+      button.dataset.dismissLabel || "Not now";
+  }
+  // A forced action runs only once the session's name is typed exactly.
+  function syncSubmit() {
+    var forced = pending && pending.dataset.force === "true";
+    document.getElementById("confirm-submit").disabled = Boolean(forced) &&
+      document.getElementById("confirm-name").value !== pending.dataset.sessionName;
+  }
+  var confirmName = document.getElementById("confirm-name");
+  if (confirmName) { confirmName.addEventListener("input", syncSubmit); }
+  // Deleting a remote system or a host: the same dialog, then the button's own form posts.
+  var formPending = null;
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-confirm-form]");
+    if (!button) { return; }
+    pending = null;
+    bulkPending = null;
+    formPending = button.form;
+    nameDialog(button, "");
+    document.getElementById("confirm-title").textContent = button.dataset.title;
+    document.getElementById("confirm-session").textContent = button.dataset.sessionName;
+    document.getElementById("confirm-note").textContent = button.dataset.note;
+    document.getElementById("confirm-name-group").classList.add("d-none");
+    document.getElementById("confirm-name").required = false;
+    showManualStep("");
+    syncSubmit();
     modal.show();
   });
   // A source Ferry cannot protect (an NBD server): the operator confirms the manual unmap.
@@ -57,12 +98,14 @@
     box.required = Boolean(step);
   }
   if (modalElement) {
+    // Focus the safe button (or the name a forced action needs): Enter never confirms.
     modalElement.addEventListener("shown.bs.modal", function () {
       var forced = pending && pending.dataset.force === "true";
-      document.getElementById(forced ? "confirm-name" : "confirm-submit").focus();
+      document.getElementById(forced ? "confirm-name" : "confirm-dismiss").focus();
     });
     document.getElementById("confirm-form").addEventListener("submit", function (event) {
       event.preventDefault();
+      if (formPending) { formPending.submit(); formPending = null; modal.hide(); return; }
       if (bulkPending) { runBulk(bulkPending); bulkPending = null; modal.hide(); return; }
       if (!pending) { return; }
       var extra = {};
@@ -112,12 +155,14 @@
     if (!button.dataset.note) { runBulk(button); return; }
     bulkPending = button;
     pending = null;
-    document.getElementById("confirm-title").textContent = button.dataset.label + " (bulk)";
+    formPending = null;
+    nameDialog(button, " (bulk)");
     document.getElementById("confirm-session").textContent = selected.size + " imports selected";
     document.getElementById("confirm-note").textContent = button.dataset.note;
     document.getElementById("confirm-name-group").classList.add("d-none");
+    document.getElementById("confirm-name").required = false;
     showManualStep("");  // bulk never confirms a manual step: each needs its own dialog
-    document.getElementById("confirm-submit").textContent = button.dataset.label;
+    syncSubmit();
     modal.show();
   });
   document.body.addEventListener("ferry:refresh-table", function () {

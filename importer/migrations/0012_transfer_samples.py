@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('importer', '0009_host_frontends'),
+        ('importer', '0011_alerts_and_jobs'),
     ]
 
     operations = [
