@@ -89,6 +89,7 @@ def session_rate_card(session):
 
     return {"session": session, "rate_series": samples.session_series(session),
             "rate_live": not session.state_info.is_terminal}
+@register.filter
 def current_rate(session):
     """The rate shown now: only while the session copies (none once paused or ended)."""
     return human_rate(session.current_transfer_rate) if session.is_copying else "—"
