@@ -228,7 +228,7 @@ def write_both(h, offset, count, apply, flags, kind):
     first, stop = volume.chunks_covering(offset, offset + count)
     with volume.host_lock(first, stop, exclusive=True):
         if current_mode() == FORWARD:
-            forward(h, first, stop, apply, f"{kind} of {count} bytes at {offset}")
+            forward(h, first, stop, count, apply, f"{kind} of {count} bytes at {offset}")
         else:
             apply(destination)
         if flags & nbdkit.FLAG_FUA:
@@ -242,19 +242,27 @@ def write_both(h, offset, count, apply, flags, kind):
 # nbdkit's file plugin; side by side they cost about one write. (As many as nbdkit's
 # request threads, which default to 16.)
 source_writers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="forward")
+# Below this, handing the source half to another thread costs more than it saves (4 KiB
+# random writes: 11,500 IOPS one after the other, 5,800 side by side).
+SIDE_BY_SIDE_BYTES = 256 * 1024
 
 
-def forward(h, first, stop, apply, what):
-    """Source and destination at once; acknowledged only once both have it. The intent
+def forward(h, first, stop, count, apply, what):
+    """Source and destination at once (large writes; small ones source first), and
+    acknowledged only once both have it. The intent
     mark covers the window a crash can tear (recovery copies those chunks from the
     source, which is authoritative). The generation is bumped before (a copier that read
     the source earlier must re-read) and after the source write (a copier that read it
     during the write must re-read too)."""
     volume.set_intent(first, stop, True)
     volume.bump_generations(first, stop)
-    source_write = source_writers.submit(write_source, apply)
-    destination_error = write_destination(apply)
-    source_error = source_write.result()
+    if count < SIDE_BY_SIDE_BYTES:
+        source_error = write_source(apply)
+        destination_error = write_destination(apply) if source_error is None else None
+    else:
+        source_write = source_writers.submit(write_source, apply)
+        destination_error = write_destination(apply)
+        source_error = source_write.result()
     volume.bump_generations(first, stop)
     if source_error is not None:
         fail(first, stop, f"the source refused a host {what}: {source_error}")
